@@ -1,0 +1,24 @@
+# Two entry points for a newcomer: `make demo` (a real sweep on the embedded SQLite default)
+# and `make test` (the whole suite). Both set up .venv first; nothing else needs installing.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The smoke study needs only a few hundred images: the committed slice of real CIFAR-10 works offline.
+export SWEEPER_DATA_DIR ?= $(CURDIR)/tests/fixtures/cifar-10-batches-py
+
+.PHONY: setup demo test browser
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[cpu,test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/sweeper sweep studies/smoke.toml --workers 2
+
+test: setup
+	$(BIN)/python -m pytest

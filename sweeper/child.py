@@ -1,0 +1,79 @@
+"""The training child: maps the prepared data once, then fits one model per job it is sent."""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing.connection
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from sweeper.data import Dataset, open_prepared
+from sweeper.model import build_model
+from sweeper.training import Job
+
+
+class EpochReporter(keras.callbacks.Callback):
+    """Hands each epoch's metrics to the worker and stops training when it says so."""
+
+    def __init__(self, conn: multiprocessing.connection.Connection) -> None:
+        super().__init__()
+        self.conn = conn
+        self.seconds = 0.0
+        self.epochs_run = 0
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        elapsed = time.perf_counter() - self._started
+        self.seconds += elapsed
+        self.epochs_run += 1
+        metrics = {key: float(value) for key, value in (logs or {}).items()}
+        self.conn.send(("epoch", {"epoch": epoch + 1, "seconds": elapsed, **metrics}))
+        if self.conn.recv()[0] != "continue":
+            self.model.stop_training = True
+
+
+def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connection) -> dict[str, Any]:
+    keras.utils.set_random_seed(job.seed)
+    model = build_model(**job.params)
+    reporter = EpochReporter(conn)
+    model.fit(
+        dataset.x_train,
+        dataset.y_train,
+        batch_size=job.batch_size,
+        epochs=job.epochs,
+        validation_data=(dataset.x_val, dataset.y_val),
+        callbacks=[reporter],
+        verbose=0,
+    )
+    images = len(dataset.x_train) * reporter.epochs_run
+    return {
+        "train_seconds": reporter.seconds,
+        "images_per_second": images / reporter.seconds if reporter.seconds else 0.0,
+    }
+
+
+def serve(conn: multiprocessing.connection.Connection, data_folder: Path) -> None:
+    """Train the jobs sent down `conn` until told to exit; report any failure as text."""
+    try:
+        dataset = open_prepared(data_folder)
+        while True:
+            message = conn.recv()
+            if message[0] != "train":
+                return
+            conn.send(("done", train(message[1], dataset, conn)))
+            keras.backend.clear_session()
+            gc.collect()
+    except (EOFError, BrokenPipeError):
+        return  # the worker is gone or gave up on this trial
+    except Exception as exc:  # the trial's failure, reported as text; this process is then spent
+        try:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        except (BrokenPipeError, OSError):
+            pass
+        raise SystemExit(1) from None

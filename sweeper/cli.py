@@ -1,0 +1,188 @@
+"""`sweeper` command line: argument parsing, output formats and exit codes only.
+
+Exit codes: 0 success, 1 runtime failure (storage unreachable, trials failing), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from tabulate import tabulate
+
+from sweeper import data, storage, studyfile
+from sweeper.errors import SweeperError
+
+log = logging.getLogger("sweeper")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own exit code 2, without the usage dump
+        self.exit(2, f"sweeper: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sweeper", description="Hyperparameter sweeps of the tutorial CNN on CIFAR-10.")
+    parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def storage_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--storage", help="storage URL (default: $SWEEPER_STORAGE, else sqlite:///sweeper.db)")
+
+    def data_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", help="CIFAR-10 directory or tarball (default: $SWEEPER_DATA_DIR, else download)")
+
+    worker = commands.add_parser("worker", help="run trials of a study until its budget is met")
+    worker.add_argument("study_file")
+    storage_option(worker)
+    data_option(worker)
+    worker.add_argument("--n-trials", type=_positive_int, help="stop after this many trials from this worker")
+    worker.add_argument(
+        "--allow-space-change", action="store_true", help="continue a study whose search space was edited"
+    )
+    worker.set_defaults(func=cmd_worker)
+
+    sweep = commands.add_parser("sweep", help="run N local workers on one study and wait for them")
+    sweep.add_argument("study_file")
+    sweep.add_argument("--workers", type=_positive_int, default=2)
+    storage_option(sweep)
+    data_option(sweep)
+    sweep.set_defaults(func=cmd_sweep)
+
+    studies = commands.add_parser("studies", help="list the studies in a storage")
+    storage_option(studies)
+    studies.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    studies.set_defaults(func=cmd_studies)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from sweeper.worker import Worker, install_signal_handlers, open_study
+
+    spec = studyfile.load(args.study_file)
+    url = storage.resolve_url(args.storage)
+    folder = data.prepare(data.resolve_data_dir(args.data_dir), spec.training)
+    fleet = spec.fleet
+    store = storage.connect(
+        url,
+        heartbeat_seconds=fleet.heartbeat_seconds,
+        stale_after_seconds=fleet.stale_after_seconds,
+        max_retries=fleet.max_retries,
+    )
+    try:
+        study = open_study(store, spec, allow_space_change=args.allow_space_change)
+        worker = Worker(spec, store, study, folder, n_trials=args.n_trials)
+        install_signal_handlers(worker)
+        log.info("%s: joined study %s on %s", worker.name, spec.name, storage.mask(url))
+        return worker.run()
+    finally:
+        store.close()
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    spec = studyfile.load(args.study_file)
+    url = storage.resolve_url(args.storage)
+    data.prepare(data.resolve_data_dir(args.data_dir), spec.training)  # once, before the workers race for it
+    env = {**os.environ, "SWEEPER_STORAGE": url}  # in the environment, not argv, where `ps` would show it
+    command = [sys.executable, "-m", "sweeper", *(["--debug"] if args.debug else []), "worker", args.study_file]
+    if args.data_dir:
+        command += ["--data-dir", args.data_dir]
+    log.info("sweep: %d workers on study %s, storage %s", args.workers, spec.name, storage.mask(url))
+    workers = [subprocess.Popen(command, env=env) for _ in range(args.workers)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for process in workers:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [process.wait() for process in workers]
+    store = storage.connect(url)
+    try:
+        rows = [row for row in _study_rows(store) if row["study"] == spec.name]
+    finally:
+        store.close()
+    print(_table(rows))
+    return max(codes)
+
+
+def cmd_studies(args: argparse.Namespace) -> int:
+    store = storage.connect(storage.resolve_url(args.storage))
+    try:
+        rows = _study_rows(store)
+    finally:
+        store.close()
+    if args.format == "json":
+        print(json.dumps({"storage": storage.mask(store.url), "studies": rows}, indent=2))
+    elif rows:
+        print(f"storage: {storage.mask(store.url)}")
+        print(_table(rows))
+    else:
+        print(f"storage: {storage.mask(store.url)}\nno studies yet: start one with 'sweeper worker studies/smoke.toml'")
+    return 0
+
+
+def _study_rows(store: storage.Store) -> list[dict[str, Any]]:
+    from sweeper.studies import summaries
+
+    return summaries(store)
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    def cell(value: Any) -> Any:
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        if isinstance(value, dict):
+            return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+        return "-" if value is None else value
+
+    return tabulate([{k: cell(v) for k, v in row.items()} for row in rows], headers="keys")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("optuna", "sqlalchemy", "absl"):
+        logging.getLogger(noisy).setLevel(logging.INFO if args.debug else logging.WARNING)
+    if not args.debug:  # heartbeats and retries are marked experimental; users need not hear it
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    try:
+        return args.func(args)
+    except SweeperError as exc:
+        print(f"sweeper: error: {storage.redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"sweeper: internal error: {type(exc).__name__}: {storage.redact(str(exc)).splitlines()[0] if str(exc) else ''}"
+            " (run with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1

@@ -1,0 +1,289 @@
+"""Study files (`studies/*.toml`) → a validated `StudySpec`.
+
+A study file is the whole configuration of a sweep: search space, training settings, sampler,
+pruner, budget, baselines and worker behaviour. Everything is checked here, before a worker
+touches the database, so a typo costs seconds rather than a night of GPU time.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import optuna
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sweeper.errors import StudyFileError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class FloatParam(_Strict):
+    low: float
+    high: float
+    log: bool = False
+
+    @field_validator("low", "high", mode="before")
+    @classmethod
+    def _ints_are_floats(cls, value: Any) -> Any:
+        # TOML writes 1 and 1.0 differently; both mean the same bound.
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _check_range(self) -> FloatParam:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError("low and high must be finite numbers")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is greater than high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0, got {self.low}")
+        return self
+
+    def distribution(self) -> optuna.distributions.FloatDistribution:
+        return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log)
+
+
+class BoolChoices(_Strict):
+    choices: Annotated[list[bool], Field(min_length=1)]
+
+    @field_validator("choices")
+    @classmethod
+    def _unique(cls, value: list[bool]) -> list[bool]:
+        if len(set(value)) != len(value):
+            raise ValueError("choices must not repeat")
+        return value
+
+    def distribution(self) -> optuna.distributions.CategoricalDistribution:
+        return optuna.distributions.CategoricalDistribution(self.choices)
+
+
+class Space(_Strict):
+    """The three knobs of the tutorial's question; fix one by giving it a single value."""
+
+    dropout: FloatParam
+    batchnorm: BoolChoices
+    learning_rate: FloatParam
+
+    @model_validator(mode="after")
+    def _check_values(self) -> Space:
+        if not (0 <= self.dropout.low and self.dropout.high < 1):
+            raise ValueError("dropout must lie in [0, 1)")
+        if self.learning_rate.low <= 0:
+            raise ValueError("learning_rate must be > 0")
+        return self
+
+    def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
+        return {name: getattr(self, name).distribution() for name in type(self).model_fields}
+
+
+class Training(_Strict):
+    epochs: Annotated[int, Field(ge=1)] = 30
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    validation_split: Annotated[float, Field(gt=0, lt=1)] = 0.3
+    split_seed: int = 777
+    max_train_images: Annotated[int, Field(ge=10)] | None = None
+    """Use only the first N training images (smoke studies); all of them when absent."""
+
+
+class TPESampler(_Strict):
+    type: Literal["tpe"]
+    seed: int = 0
+    n_startup_trials: Annotated[int, Field(ge=0)] = 10
+
+
+class RandomSampler(_Strict):
+    type: Literal["random"]
+    seed: int = 0
+
+
+class NoPruner(_Strict):
+    type: Literal["none"]
+
+
+class MedianPruner(_Strict):
+    type: Literal["median"]
+    n_startup_trials: Annotated[int, Field(ge=0)] = 5
+    n_warmup_steps: Annotated[int, Field(ge=0)] = 5
+
+
+class HyperbandPruner(_Strict):
+    type: Literal["hyperband"]
+    min_resource: Annotated[int, Field(ge=1)] = 1
+    reduction_factor: Annotated[int, Field(ge=2)] = 3
+
+
+class ThresholdPruner(_Strict):
+    """Prunes every trial whose val_acc is below `lower` after the warm-up: for tests and demos."""
+
+    type: Literal["threshold"]
+    lower: float
+    n_warmup_steps: Annotated[int, Field(ge=0)] = 0
+
+
+class Fleet(_Strict):
+    """How workers share the study: liveness, retries, stopping and child processes."""
+
+    heartbeat_seconds: Annotated[int, Field(ge=1)] = 10
+    stale_after_seconds: Annotated[int, Field(ge=2)] = 40
+    max_retries: Annotated[int, Field(ge=0)] = 2
+    stop_grace_seconds: Annotated[float, Field(gt=0)] = 5.0
+    trials_per_child: Annotated[int, Field(ge=1)] = 1
+    """Trials one training process runs before it is replaced: 1 isolates every trial."""
+    poll_seconds: Annotated[float, Field(gt=0)] = 2.0
+
+    @model_validator(mode="after")
+    def _check_stale(self) -> Fleet:
+        if self.stale_after_seconds <= self.heartbeat_seconds:
+            raise ValueError("stale_after_seconds must be longer than heartbeat_seconds")
+        return self
+
+
+class Baseline(_Strict):
+    dropout: float
+    batchnorm: bool
+    learning_rate: float
+
+    @field_validator("dropout", "learning_rate", mode="before")
+    @classmethod
+    def _ints_are_floats(cls, value: Any) -> Any:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _check_study_name(name: str) -> str:
+    if not name.strip():
+        raise ValueError("the study name must not be empty")
+    if len(name) > 512:
+        raise ValueError(f"the study name has {len(name)} characters; at most 512 are allowed")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError("the study name must not contain control characters")
+    return name
+
+
+class StudySection(_Strict):
+    name: str
+    budget: Annotated[int, Field(ge=1)]
+    """Trials that must end COMPLETE or PRUNED; failed trials that were retried do not count."""
+    description: str = ""
+
+    _name = field_validator("name")(_check_study_name)
+
+
+class StudySpec(_Strict):
+    study: StudySection
+    space: Space
+    training: Training = Training()
+    sampler: Annotated[TPESampler | RandomSampler, Field(discriminator="type")] = TPESampler(type="tpe")
+    pruner: Annotated[
+        NoPruner | MedianPruner | HyperbandPruner | ThresholdPruner, Field(discriminator="type")
+    ] = NoPruner(type="none")
+    fleet: Fleet = Fleet()
+    baselines: list[Baseline] = []
+
+    @model_validator(mode="after")
+    def _baselines_in_space(self) -> StudySpec:
+        for i, baseline in enumerate(self.baselines):
+            for name, dist in self.space.distributions().items():
+                value = getattr(baseline, name)
+                if not dist._contains(dist.to_internal_repr(value)):
+                    raise ValueError(f"baselines[{i}].{name} = {value!r} lies outside the search space")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.study.name
+
+    def space_fingerprint(self) -> str:
+        """Identifies the search space, so a worker can refuse a study created with another one."""
+        canonical = json.dumps(self.space.model_dump(), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def load(path: str | Path) -> StudySpec:
+    """Read and validate a study file; every problem becomes a `StudyFileError` naming file and key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StudyFileError(f"{path}: no such study file (the examples are in studies/)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StudyFileError(f"{path}: cannot read the study file: {exc}") from None
+    return parse(text, source=str(path))
+
+
+def parse(text: str, source: str = "<study file>") -> StudySpec:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyFileError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        return StudySpec.model_validate(raw)
+    except ValidationError as exc:
+        raise StudyFileError(_describe(exc, source)) from None
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    """One line per problem: `file: [section] key: what is wrong`, with a suggestion for typos."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        raw_loc = list(error["loc"])
+        loc = [str(part) for part in raw_loc if not _is_union_tag(part)]
+        where = _format_loc(loc)
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{source}: {where}: unknown key{_nearest_key(raw_loc)}")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {where}: {message}")
+    return "\n".join(lines)
+
+
+def _union_tags() -> dict[str, type[BaseModel]]:
+    """Sampler and pruner sections are unions told apart by `type`; map each tag to its model."""
+    tags: dict[str, type[BaseModel]] = {}
+    for field in ("sampler", "pruner"):
+        annotated = StudySpec.model_fields[field].annotation
+        for member in getattr(annotated, "__args__", ()):
+            tags[member.model_fields["type"].annotation.__args__[0]] = member
+    return tags
+
+
+def _is_union_tag(part: object) -> bool:
+    return isinstance(part, str) and part in _union_tags()
+
+
+def _format_loc(loc: list[str]) -> str:
+    if not loc:
+        return "(top level)"
+    if len(loc) == 1:
+        return f"[{loc[0]}]" if loc[0] in StudySpec.model_fields else loc[0]
+    return f"[{'.'.join(loc[:-1])}] {loc[-1]}"
+
+
+def _nearest_key(raw_loc: list[object]) -> str:
+    model: type[BaseModel] | None = StudySpec
+    for part in raw_loc[:-1]:
+        if _is_union_tag(part):
+            model = _union_tags()[str(part)]
+        elif model is not None and isinstance(part, str) and part in model.model_fields:
+            model = _model_of(model.model_fields[part].annotation)
+        elif not isinstance(part, int):
+            model = None
+    candidates = list(model.model_fields) if model is not None else []
+    match = difflib.get_close_matches(str(raw_loc[-1]), candidates, n=1)
+    if match:
+        return f" (did you mean '{match[0]}'?)"
+    return f" (valid keys: {', '.join(candidates)})" if candidates else ""
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The model inside `Model`, `Model | None` or `list[Model]`, if there is one."""
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None

@@ -1,0 +1,132 @@
+"""The worker's handle on its training child process, and the pipe protocol between them.
+
+The child (`sweeper.child`) never talks to the database. After every epoch it sends the metrics
+up the pipe and waits for "continue" or "stop": pruning decisions stay with the worker, and a
+child that dies (segfault, OOM kill, CUDA error) takes nothing with it but its own trial.
+This module does not import Keras, so the worker process never loads TensorFlow.
+
+Pipe messages, worker → child: ("train", job), ("continue",), ("stop",), ("exit",).
+Child → worker: ("epoch", metrics), ("done", summary), ("error", text).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_SPAWN = multiprocessing.get_context("spawn")  # a fork would inherit the worker's DB connections
+
+
+@dataclass(frozen=True)
+class Job:
+    params: dict[str, Any]
+    epochs: int
+    batch_size: int
+    seed: int
+
+
+@dataclass
+class ChildLost:
+    """The child process ended without finishing its trial."""
+
+    reason: str
+
+
+@dataclass
+class TrainingProcess:
+    """The worker's side: starts, feeds, recycles and, when needed, kills the training child."""
+
+    data_folder: Path
+    env: dict[str, str] = field(default_factory=dict)
+    trials_per_child: int = 1
+    _process: Any = None
+    _conn: Any = None
+    _trials_run: int = 0
+
+    def start(self, job: Job) -> None:
+        if self._process is not None and self._trials_run >= self.trials_per_child:
+            self.close()
+        if self._process is None or not self._process.is_alive():
+            self._spawn()
+        self._conn.send(("train", job))
+        self._trials_run += 1
+
+    def receive(self, timeout: float) -> tuple | ChildLost | None:
+        """The child's next message, `ChildLost` if it died, or None if nothing came in time."""
+        ready = multiprocessing.connection.wait([self._conn, self._process.sentinel], timeout)
+        if not ready:
+            return None
+        if self._conn in ready:
+            try:
+                return self._conn.recv()
+            except (EOFError, OSError):
+                pass
+        return ChildLost(self._death_reason())
+
+    def reply(self, keep_going: bool) -> None:
+        self._conn.send(("continue",) if keep_going else ("stop",))
+
+    def kill(self) -> None:
+        """Stop the child now: its trial is being abandoned."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.join()
+        self._forget()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Let the child exit cleanly between trials; kill it if it does not."""
+        if self._process is None:
+            return
+        try:
+            self._conn.send(("exit",))
+        except (BrokenPipeError, OSError):
+            pass
+        self._process.join(timeout)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._forget()
+
+    def _spawn(self) -> None:
+        self._forget()
+        parent_end, child_end = _SPAWN.Pipe()
+        self._process = _SPAWN.Process(
+            target=_child_main, args=(child_end, str(self.data_folder), self.env), name="sweeper-training", daemon=True
+        )
+        self._process.start()
+        child_end.close()
+        self._conn = parent_end
+        self._trials_run = 0
+
+    def _death_reason(self) -> str:
+        self._process.join(5)
+        code = self._process.exitcode
+        self._forget()
+        if code is None:
+            return "training process stopped answering"
+        if code < 0:
+            name = signal.Signals(-code).name
+            hint = " (out of memory?)" if name == "SIGKILL" else ""
+            return f"training process killed by {name}{hint}"
+        return f"training process exited with code {code}"
+
+    def _forget(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._process = None
+        self._conn = None
+
+
+def _child_main(conn: multiprocessing.connection.Connection, data_folder: str, env: dict[str, str]) -> None:
+    """Child entry point: set the environment before TensorFlow loads, then serve jobs."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the worker decides
+    os.environ.update(env)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from sweeper import child
+
+    child.serve(conn, Path(data_folder))

@@ -1,0 +1,280 @@
+"""The worker: claims trials from the shared study, has its child train them, and records the results.
+
+Only this process talks to the database. Claims happen under the study lock, so the budget is
+exact however many workers share the study; a heartbeat marks the running trial alive, and
+trials whose worker vanished are failed and queued again by whichever worker looks next.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import socket
+import threading
+import time
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from sweeper import search
+from sweeper.errors import SweeperError
+from sweeper.storage import Store
+from sweeper.studyfile import StudySpec
+from sweeper.training import ChildLost, Job, TrainingProcess
+
+log = logging.getLogger("sweeper.worker")
+
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+MAX_CONSECUTIVE_FAILURES = 3
+
+
+class SpaceChangedError(SweeperError):
+    """The study file's search space differs from the one the study was created with."""
+
+
+def open_study(store: Store, spec: StudySpec, *, allow_space_change: bool = False) -> optuna.Study:
+    """Create the study or join it; enqueue the baselines exactly once, whoever comes first."""
+    with store.lock(spec.name), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study = optuna.create_study(
+            storage=store.storage,
+            study_name=spec.name,
+            direction="maximize",
+            pruner=search.make_pruner(spec),
+            load_if_exists=True,
+        )
+        attrs = study.user_attrs
+        fingerprint = spec.space_fingerprint()
+        if "space_fingerprint" in attrs and attrs["space_fingerprint"] != fingerprint and not allow_space_change:
+            raise SpaceChangedError(
+                f"study {spec.name!r} was created with another search space "
+                f"(stored {attrs['space_fingerprint']}, file {fingerprint}): give the study a new name, "
+                "or pass --allow-space-change to continue it with the new space"
+            )
+        study.set_user_attr("space_fingerprint", fingerprint)
+        study.set_user_attr("budget", spec.study.budget)
+        study.set_user_attr("spec", spec.model_dump(mode="json"))
+        if not attrs.get("baselines_enqueued"):
+            for baseline in spec.baselines:
+                study.enqueue_trial(baseline.model_dump(), user_attrs={"baseline": True})
+            study.set_user_attr("baselines_enqueued", True)
+    return study
+
+
+@dataclass
+class Progress:
+    finished: int
+    running: int
+    budget: int
+
+    @property
+    def done(self) -> bool:
+        return self.finished >= self.budget
+
+    @property
+    def full(self) -> bool:
+        return self.finished + self.running >= self.budget
+
+
+def progress(study: optuna.Study, budget: int) -> Progress:
+    trials = study.get_trials(deepcopy=False)
+    return Progress(
+        finished=sum(t.state in FINISHED_STATES for t in trials),
+        running=sum(t.state == TrialState.RUNNING for t in trials),
+        budget=budget,
+    )
+
+
+@dataclass
+class Worker:
+    spec: StudySpec
+    store: Store
+    study: optuna.Study
+    data_folder: Path
+    n_trials: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    gpu: str = "none"
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _stop_reason: str = ""
+
+    def __post_init__(self) -> None:
+        fleet = self.spec.fleet
+        self._child = TrainingProcess(self.data_folder, self.env, fleet.trials_per_child)
+        self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=fleet.max_retries)
+
+    def request_stop(self, reason: str) -> None:
+        self._stop_reason = reason
+        self._stop.set()
+
+    def run(self) -> int:
+        """Claim and run trials until the budget is met, N trials are done, or a stop is asked."""
+        ran = failures = 0
+        try:
+            while not self._stop.is_set() and (self.n_trials is None or ran < self.n_trials):
+                trial = self._claim()
+                if trial is None:
+                    break
+                if isinstance(trial, Progress):
+                    self._stop.wait(self.spec.fleet.poll_seconds)  # a running trial may yet fail
+                    continue
+                state = self._run_trial(trial)
+                ran += 1
+                failures = failures + 1 if state == TrialState.FAIL else 0
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    log.error("%s: %d trials in a row failed; stopping (see their fail_reason)", self.name, failures)
+                    return 1
+        finally:
+            self._child.close()
+        if self._stop.is_set():
+            log.info("%s: stopped (%s)", self.name, self._stop_reason)
+        return 0
+
+    def _claim(self) -> optuna.trial.Trial | Progress | None:
+        """Under the study lock: reap dead workers' trials, then take a trial if the budget allows."""
+        with self.store.lock(self.spec.name), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", UserWarning)  # "heartbeat is supposed to be used with optimize"
+            optuna.storages.fail_stale_trials(self.study)
+            now = progress(self.study, self.spec.study.budget)
+            if now.done:
+                log.info("%s: study %s is complete (%d/%d trials finished)", self.name, self.spec.name, now.finished, now.budget)
+                return None
+            if now.full:
+                return now
+            self.study.sampler = search.make_sampler(self.spec, len(self.study.get_trials(deepcopy=False)))
+            trial = self.study.ask(self.spec.space.distributions())
+            self.store.storage.record_heartbeat(trial._trial_id)
+        return trial
+
+    def _run_trial(self, trial: optuna.trial.Trial) -> TrialState:
+        fleet, training = self.spec.fleet, self.spec.training
+        seed = self.spec.sampler.seed + trial.number
+        params = {name: trial.params[name] for name in self.spec.space.distributions()}
+        log.info("%s: trial %d started: %s", self.name, trial.number, _format_params(params))
+        started = time.monotonic()
+        self._child.start(Job(params, training.epochs, training.batch_size, seed))
+        history: dict[str, list[float]] = defaultdict(list)
+        attrs: dict[str, Any] = {"seed": seed, "worker": self.name, "host": socket.gethostname(), "gpu": self.gpu}
+        pruned_because = ""
+        next_beat = next_reap = time.monotonic()
+        while True:
+            if self._stop.is_set():
+                self._child.kill()
+                return self._fail(trial, attrs, history, f"worker stopped ({self._stop_reason})", started)
+            message = self._child.receive(timeout=min(0.5, fleet.heartbeat_seconds / 2))
+            now = time.monotonic()
+            if now >= next_beat:
+                self.store.storage.record_heartbeat(trial._trial_id)
+                next_beat = now + fleet.heartbeat_seconds
+            if now >= next_reap:  # so a lone worker still revives trials of workers that died
+                with self.store.lock(self.spec.name), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(self.study)
+                next_reap = now + fleet.stale_after_seconds / 2
+            if message is None:
+                continue
+            if isinstance(message, ChildLost):
+                return self._fail(trial, attrs, history, message.reason, started)
+            kind, payload = message
+            if kind == "error":
+                self._child.kill()
+                return self._fail(trial, attrs, history, payload, started)
+            if kind == "done":
+                attrs.update(payload)
+                state = TrialState.PRUNED if pruned_because else TrialState.COMPLETE
+                if pruned_because:
+                    attrs["prune_reason"] = pruned_because
+                return self._finish(trial, state, attrs, history, started)
+            for key in ("acc", "loss", "val_acc", "val_loss"):
+                history[key].append(payload.get(key, math.nan))
+            epoch, val_acc, loss = payload["epoch"], payload.get("val_acc", math.nan), payload.get("loss", math.nan)
+            if not (math.isfinite(loss) and math.isfinite(val_acc)):
+                pruned_because = f"loss became {loss} at epoch {epoch}"
+            else:
+                trial.report(val_acc, epoch)
+                if trial.should_prune():
+                    pruned_because = f"pruned by {self.spec.pruner.type} at epoch {epoch}"
+            self._child.reply(keep_going=not pruned_because)
+
+    def _finish(
+        self, trial: optuna.trial.Trial, state: TrialState, attrs: dict, history: dict, started: float
+    ) -> TrialState:
+        summary = _summarize(history)
+        attrs.update(summary)
+        self._set_attrs(trial, attrs, history, started)
+        value = summary.get("best_val_acc")
+        if state == TrialState.COMPLETE and value is None:
+            state = TrialState.FAIL
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            frozen = self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+        now = progress(self.study, self.spec.study.budget)
+        log.info(
+            "%s: trial %d %s val_acc=%s epochs=%d %.1fs [%d/%d finished]",
+            self.name, frozen.number, frozen.state.name, _fmt(frozen.value), len(history.get("val_acc", [])),
+            time.monotonic() - started, now.finished, now.budget,
+        )  # fmt: skip
+        return frozen.state
+
+    def _fail(self, trial: optuna.trial.Trial, attrs: dict, history: dict, reason: str, started: float) -> TrialState:
+        """Mark the trial FAIL with its reason and queue the same parameters again (bounded)."""
+        attrs["fail_reason"] = reason
+        attrs.update(_summarize(history))
+        self._set_attrs(trial, attrs, history, started)
+        frozen = self.study.tell(trial, state=TrialState.FAIL)
+        frozen.user_attrs = {}  # the retry starts clean; the failure stays on this trial
+        self._retry(self.study, frozen)
+        log.warning("%s: trial %d FAIL: %s (queued again unless out of retries)", self.name, frozen.number, reason)
+        return TrialState.FAIL
+
+    @staticmethod
+    def _set_attrs(trial: optuna.trial.Trial, attrs: dict, history: dict, started: float) -> None:
+        attrs = {**attrs, "history": dict(history), "wall_seconds": time.monotonic() - started}
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+
+
+def _summarize(history: dict[str, list[float]]) -> dict[str, Any]:
+    """Best epoch, its val_acc and train acc (the overfitting gap), and the final val_acc."""
+    val_acc = [v for v in history.get("val_acc", []) if math.isfinite(v)]
+    if not val_acc:
+        return {}
+    best = max(range(len(history["val_acc"])), key=lambda i: _finite_or(history["val_acc"][i], -1.0))
+    train_acc = history["acc"][best]
+    return {
+        "best_epoch": best + 1,
+        "best_val_acc": history["val_acc"][best],
+        "final_val_acc": history["val_acc"][-1],
+        "train_acc_at_best": train_acc,
+        "overfit_gap": train_acc - history["val_acc"][best],
+    }
+
+
+def _finite_or(value: float, default: float) -> float:
+    return value if math.isfinite(value) else default
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _format_params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def install_signal_handlers(worker: Worker) -> None:
+    """SIGTERM (docker stop) and Ctrl-C both end the current trial cleanly and exit 0."""
+
+    def handler(signum: int, _frame: object) -> None:
+        worker.request_stop(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,38 @@
+"""Study files load into a validated spec; mistakes name the file and the key, without a traceback."""
+
+from pathlib import Path
+
+import pytest
+
+from sweeper import studyfile
+from sweeper.errors import StudyFileError
+from tests.conftest import ROOT, run_sweeper
+
+
+@pytest.mark.parametrize("name", ["cifar10-regularization", "smoke"])
+def test_shipped_study_files_are_valid(name: str) -> None:
+    spec = studyfile.load(ROOT / "studies" / f"{name}.toml")
+    assert spec.name == name
+    dists = spec.space.distributions()
+    assert (dists["dropout"].low, dists["dropout"].high) == (0.2, 0.5)
+    assert dists["batchnorm"].choices == (True, False)
+    assert (dists["learning_rate"].low, dists["learning_rate"].high, dists["learning_rate"].log) == (1e-5, 1e-2, True)
+    assert [b.model_dump() for b in spec.baselines] == [{"dropout": 0.2, "batchnorm": False, "learning_rate": 1e-4}]
+
+
+def test_real_study_uses_the_tutorial_training() -> None:
+    training = studyfile.load(ROOT / "studies" / "cifar10-regularization.toml").training
+    assert (training.epochs, training.batch_size, training.validation_split, training.split_seed) == (30, 32, 0.3, 777)
+    assert training.max_train_images is None
+
+
+def test_typo_names_file_key_and_suggestion(tmp_path: Path, cli_env: dict) -> None:
+    text = (ROOT / "studies" / "smoke.toml").read_text().replace("epochs = 2", "epocs = 2")
+    path = tmp_path / "typo.toml"
+    path.write_text(text)
+    with pytest.raises(StudyFileError, match=r"typo.toml: \[training\] epocs: unknown key \(did you mean 'epochs'\?\)"):
+        studyfile.load(path)
+    result = run_sweeper("worker", str(path), env=cli_env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "epocs: unknown key" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "sweeper.db").exists()  # refused before touching any storage

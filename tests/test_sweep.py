@@ -1,0 +1,108 @@
+"""Real sweeps: smoke trials trained on real CIFAR-10 images, stored in real PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import subprocess
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from sweeper import storage, studyfile
+from tests.conftest import ROOT, run_sweeper, study_file, sweeper_command
+
+SMOKE = ROOT / "studies" / "smoke.toml"
+TRIAL_ATTRS = {
+    "history", "best_epoch", "best_val_acc", "final_val_acc", "train_acc_at_best", "overfit_gap",
+    "train_seconds", "images_per_second", "seed", "worker", "host", "gpu",
+}  # fmt: skip
+
+
+def load_trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=name, storage=storage.resolve_url(url))
+    return study.get_trials()
+
+
+def test_two_workers_from_two_shells_fill_one_study_on_postgresql(pg_url: str, cli_env: dict) -> None:
+    spec = studyfile.load(SMOKE)
+    workers = [
+        subprocess.Popen(sweeper_command("worker", str(SMOKE), "--storage", pg_url), env=cli_env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    outputs = [w.communicate(timeout=400)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    assert all("Traceback" not in out for out in outputs), outputs
+
+    trials = load_trials(pg_url, spec.name)
+    assert [t.state for t in trials].count(TrialState.RUNNING) == 0
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == spec.study.budget == len(trials)
+    assert len({t.user_attrs["worker"] for t in finished}) == 2, "both workers ran trials"
+    space = spec.space.distributions()
+    for trial in finished:
+        assert 0 < trial.value <= 1
+        assert set(trial.params) == set(space)
+        for name, dist in space.items():
+            assert dist._contains(dist.to_internal_repr(trial.params[name]))
+        assert TRIAL_ATTRS <= set(trial.user_attrs), trial.user_attrs.keys()
+        history = trial.user_attrs["history"]
+        assert set(history) == {"acc", "loss", "val_acc", "val_loss"}
+        assert len(history["val_acc"]) == len(trial.intermediate_values)
+        assert trial.value == max(history["val_acc"]) == trial.user_attrs["best_val_acc"]
+        assert trial.user_attrs["images_per_second"] > 0
+    baselines = [t for t in trials if t.user_attrs.get("baseline")]
+    assert len(baselines) == 1
+    assert baselines[0].params == spec.baselines[0].model_dump()
+
+
+def _open(url: str, path: str) -> None:
+    from sweeper.worker import open_study
+
+    store = storage.connect(url)
+    try:
+        open_study(store, studyfile.load(path))
+    finally:
+        store.close()
+
+
+def test_baseline_enqueued_once_when_workers_start_together(pg_url: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    starters = [context.Process(target=_open, args=(pg_url, str(SMOKE))) for _ in range(6)]
+    for process in starters:
+        process.start()
+    for process in starters:
+        process.join(60)
+    assert [p.exitcode for p in starters] == [0] * 6
+    trials = load_trials(pg_url, "smoke")
+    assert [t.state for t in trials] == [TrialState.WAITING]
+    assert trials[0].system_attrs["fixed_params"] == {"dropout": 0.2, "batchnorm": False, "learning_rate": 1e-4}
+
+
+def test_pruned_trial_keeps_its_intermediate_values(pg_url: str, cli_env: dict, tmp_path: Path) -> None:
+    path = study_file(
+        tmp_path, study={"name": "always-pruned", "budget": 1},
+        pruner={"type": "threshold", "lower": 1.01, "n_warmup_steps": 0},
+    )  # fmt: skip
+    result = run_sweeper("worker", str(path), "--storage", pg_url, env=cli_env)
+    assert result.returncode == 0, result.stderr
+    [trial] = load_trials(pg_url, "always-pruned")
+    assert trial.state == TrialState.PRUNED
+    assert list(trial.intermediate_values) == [1]
+    assert 0 < trial.intermediate_values[1] <= 1 and trial.value == trial.intermediate_values[1]
+    assert trial.user_attrs["prune_reason"] == "pruned by threshold at epoch 1"
+    assert len(trial.user_attrs["history"]["val_acc"]) == 1
+
+
+def test_sweep_on_the_embedded_sqlite_default(cli_env: dict, tmp_path: Path) -> None:
+    path = study_file(tmp_path, study={"name": "smoke-sqlite", "budget": 3})
+    result = run_sweeper("sweep", str(path), "--workers", "2", env=cli_env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "sweeper.db").is_file()
+    assert "smoke-sqlite" in result.stdout
+    trials = load_trials(f"sqlite:///{tmp_path / 'sweeper.db'}", "smoke-sqlite")
+    assert len(trials) == 3
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert all(math.isfinite(t.value) and 0 < t.value <= 1 for t in trials)
