@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import multiprocessing.connection
 import time
 from pathlib import Path
@@ -55,6 +56,7 @@ def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connectio
     return {
         "train_seconds": reporter.seconds,
         "images_per_second": images / reporter.seconds if reporter.seconds else 0.0,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
     }
 
 

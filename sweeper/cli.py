@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -41,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     def data_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-dir", help="CIFAR-10 directory or tarball (default: $SWEEPER_DATA_DIR, else download)")
 
+    def gpu_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--gpu", type=_gpu_choice, default="auto", help="auto (claim a free GPU), none, or a GPU index")
+        p.add_argument("--workers-per-gpu", type=_positive_int, default=1, help="pack K workers on each GPU")
+        p.add_argument(
+            "--gpu-fallback", choices=("wait", "cpu"), default="wait", help="with --gpu auto and no free GPU"
+        )
+
     worker = commands.add_parser("worker", help="run trials of a study until its budget is met")
     worker.add_argument("study_file")
     storage_option(worker)
@@ -49,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--allow-space-change", action="store_true", help="continue a study whose search space was edited"
     )
+    gpu_options(worker)
     worker.set_defaults(func=cmd_worker)
 
     sweep = commands.add_parser("sweep", help="run N local workers on one study and wait for them")
@@ -56,13 +65,49 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--workers", type=_positive_int, default=2)
     storage_option(sweep)
     data_option(sweep)
+    gpu_options(sweep)
     sweep.set_defaults(func=cmd_sweep)
 
     studies = commands.add_parser("studies", help="list the studies in a storage")
     storage_option(studies)
     studies.add_argument("-f", "--format", choices=("table", "json"), default="table")
     studies.set_defaults(func=cmd_studies)
+
+    report = commands.add_parser("report", help="which regularizer won: a study's summary and figures")
+    report.add_argument("study_name")
+    storage_option(report)
+    report.add_argument("-f", "--format", choices=("table", "json", "csv", "html"), default="table")
+    report.add_argument("--out", help="write to this file instead of standard output")
+    report.set_defaults(func=cmd_report)
+
+    dashboard = commands.add_parser("dashboard", help="optuna-dashboard with live regularizer charts")
+    storage_option(dashboard)
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    dashboard.add_argument("--port", type=_port, default=8080)
+    dashboard.add_argument("--allow-writes", action="store_true", help="let visitors change and delete studies")
+    dashboard.add_argument("--refresh-seconds", type=float, default=5.0, help="how often the live charts are checked")
+    dashboard.set_defaults(func=cmd_dashboard)
     return parser
+
+
+def _gpu_choice(text: str) -> str:
+    from sweeper.gpus import parse_choice
+
+    try:
+        return parse_choice(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _gpu_args(args: argparse.Namespace) -> list[str]:
+    return ["--gpu", args.gpu, "--workers-per-gpu", str(args.workers_per_gpu), "--gpu-fallback", args.gpu_fallback]
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -76,10 +121,13 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from sweeper import gpus
     from sweeper.worker import Worker, install_signal_handlers, open_study
 
     spec = studyfile.load(args.study_file)
     url = storage.resolve_url(args.storage)
+    stop = threading.Event()
+    install_signal_handlers(lambda _reason: stop.set())  # until a trial can be running
     folder = data.prepare(data.resolve_data_dir(args.data_dir), spec.training)
     fleet = spec.fleet
     store = storage.connect(
@@ -87,14 +135,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
         heartbeat_seconds=fleet.heartbeat_seconds,
         stale_after_seconds=fleet.stale_after_seconds,
         max_retries=fleet.max_retries,
+        stop=stop,
     )
+    gpu = None
     try:
-        study = open_study(store, spec, allow_space_change=args.allow_space_change)
-        worker = Worker(spec, store, study, folder, n_trials=args.n_trials)
-        install_signal_handlers(worker)
-        log.info("%s: joined study %s on %s", worker.name, spec.name, storage.mask(url))
+        study = storage.retrying(
+            lambda: open_study(store, spec, allow_space_change=args.allow_space_change), "opening the study", url=url
+        )
+        gpu = gpus.claim(args.gpu, per_gpu=args.workers_per_gpu, fallback=args.gpu_fallback, stop=stop)
+        worker = Worker(spec, store, study, folder, n_trials=args.n_trials, gpu=gpu, stop=stop)
+        install_signal_handlers(worker.request_stop)
+        log.info("%s: joined study %s on %s (GPU %s)", worker.name, spec.name, storage.mask(url), gpu.label)
         return worker.run()
     finally:
+        if gpu is not None:
+            gpu.release()
         store.close()
 
 
@@ -106,6 +161,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "sweeper", *(["--debug"] if args.debug else []), "worker", args.study_file]
     if args.data_dir:
         command += ["--data-dir", args.data_dir]
+    command += _gpu_args(args)
     log.info("sweep: %d workers on study %s, storage %s", args.workers, spec.name, storage.mask(url))
     workers = [subprocess.Popen(command, env=env) for _ in range(args.workers)]
 
@@ -140,6 +196,38 @@ def cmd_studies(args: argparse.Namespace) -> int:
     else:
         print(f"storage: {storage.mask(store.url)}\nno studies yet: start one with 'sweeper worker studies/smoke.toml'")
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from sweeper import report
+
+    store = storage.connect(storage.resolve_url(args.storage))
+    try:
+        output = report.render(report.load_study(store, args.study_name), store, args.format)
+    finally:
+        store.close()
+    if args.out:
+        try:
+            with open(args.out, "w", encoding="utf-8") as f:
+                f.write(output)
+        except OSError as exc:
+            raise SweeperError(f"cannot write {args.out}: {exc.strerror}", 1) from None
+        log.info("report written to %s", args.out)
+    else:
+        print(output)
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from sweeper import dashboard
+
+    return dashboard.serve(
+        storage.resolve_url(args.storage),
+        host=args.host,
+        port=args.port,
+        allow_writes=args.allow_writes,
+        refresh_seconds=args.refresh_seconds,
+    )
 
 
 def _study_rows(store: storage.Store) -> list[dict[str, Any]]:

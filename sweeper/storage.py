@@ -8,10 +8,15 @@ psycopg 3. Passwords never leave this module unmasked.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
+import logging
 import os
+import threading
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +28,9 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sweeper.errors import StorageError
 
 DEFAULT_URL = "sqlite:///sweeper.db"
+log = logging.getLogger("sweeper.storage")
+T = TypeVar("T")
+_PERMANENT = ("password authentication failed", "does not exist", "no password supplied", "role ")
 _SECRETS: set[str] = set()
 
 
@@ -115,8 +123,26 @@ def connect(
     stale_after_seconds: int | None = None,
     max_retries: int | None = None,
     pool_size: int = 2,
+    patience_seconds: float = 60.0,
+    stop: threading.Event | None = None,
 ) -> Store:
-    """Open the storage, creating Optuna's tables once even when many workers start together."""
+    """Open the storage, creating Optuna's tables once even when many workers start together.
+
+    A server that is down or full is retried with backoff for `patience_seconds`; a wrong
+    password or a missing database fails at once.
+    """
+    return retrying(
+        lambda: _connect(url, heartbeat_seconds, stale_after_seconds, max_retries, pool_size),
+        "connecting",
+        url=url,
+        patience_seconds=patience_seconds,
+        stop=stop,
+    )
+
+
+def _connect(
+    url: str, heartbeat_seconds: int | None, stale_after_seconds: int | None, max_retries: int | None, pool_size: int
+) -> Store:
     lock_engine = None if is_sqlite(url) else _create_engine(url)
     try:
         with _lock(url, lock_engine, "sweeper:schema"), warnings.catch_warnings():
@@ -132,10 +158,10 @@ def connect(
                     else None
                 ),
             )
-    except SQLAlchemyError as exc:
+    except SQLAlchemyError:
         if lock_engine is not None:
             lock_engine.dispose()
-        raise StorageError(f"cannot open storage {mask(url)}: {_first_line(exc)}") from None
+        raise
     except RuntimeError as exc:  # Optuna's schema-version check
         raise StorageError(f"storage {mask(url)}: {_first_line(exc)}") from None
     return Store(url, storage, lock_engine)
@@ -155,11 +181,12 @@ def _lock(url: str, engine: sqlalchemy.Engine | None, name: str) -> Iterator[Non
         with _file_lock(url):
             yield
         return
+    connection = engine.connect()
     try:
-        connection = engine.connect()
         connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(hashtext(:name))"), {"name": name})
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot reach storage {mask(url)}: {_first_line(exc)}") from None
+    except SQLAlchemyError:
+        connection.close()
+        raise
     try:
         yield
     finally:
@@ -189,6 +216,64 @@ def _file_lock(url: str) -> Iterator[None]:
 
 
 def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ is not None:
+        exc = exc.__cause__  # Optuna's wrapper only says "an exception is raised during the commit"
     original = getattr(exc, "orig", None) or exc
     text = str(original).strip().splitlines()
     return text[0] if text else type(original).__name__
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A lost or refused connection that may come back, as opposed to a wrong password or bad data."""
+    cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
+    if not isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError)):
+        return False
+    if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.connection_invalidated:
+        return True
+    return not any(marker in str(cause) for marker in _PERMANENT)
+
+
+def retrying(
+    action: Callable[[], T],
+    what: str,
+    *,
+    url: str,
+    patience_seconds: float = 300.0,
+    stop: threading.Event | None = None,
+) -> T:
+    """Run a storage action, retrying with backoff (and a log line each time) while the server is away."""
+    deadline = time.monotonic() + patience_seconds
+    delay = 0.5
+    while True:
+        try:
+            return action()
+        except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+            if not is_transient(exc):
+                raise StorageError(f"storage {mask(url)}: {what} failed: {redact(_first_line(exc))}") from None
+            if time.monotonic() + delay > deadline or (stop is not None and stop.is_set()):
+                raise StorageError(
+                    f"storage {mask(url)} unreachable while {what} ({redact(_first_line(exc))}); "
+                    "check that the server is up and accepts connections"
+                ) from None
+            log.warning("storage unreachable while %s (%s); retrying in %.1fs", what, redact(_first_line(exc)), delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def adopt_orphans(store: Store, study_id: int, older_than_seconds: float) -> int:
+    """Give a heartbeat to RUNNING trials that never had one, so Optuna's stale check can reap them.
+
+    A worker killed between claiming a trial and its first heartbeat, or whose claim committed
+    while its connection dropped, leaves such a trial; Optuna never considers it stale.
+    Call under the study lock, where no live worker is between claim and heartbeat.
+    """
+    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=older_than_seconds)
+    query = sqlalchemy.text(
+        "SELECT t.trial_id FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+        "WHERE t.study_id = :study AND t.state = 'RUNNING' AND h.trial_id IS NULL AND t.datetime_start < :cutoff"
+    )
+    with store.storage.engine.connect() as connection:
+        orphans = [row[0] for row in connection.execute(query, {"study": study_id, "cutoff": cutoff})]
+    for trial_id in orphans:
+        store.storage.record_heartbeat(trial_id)
+    return len(orphans)

@@ -18,19 +18,22 @@ import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import search
+from sweeper import search, storage
 from sweeper.errors import SweeperError
+from sweeper.gpus import GpuSlot
 from sweeper.storage import Store
 from sweeper.studyfile import StudySpec
 from sweeper.training import ChildLost, Job, TrainingProcess
 
 log = logging.getLogger("sweeper.worker")
 
+T = TypeVar("T")
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 3
 
@@ -99,31 +102,48 @@ class Worker:
     study: optuna.Study
     data_folder: Path
     n_trials: int | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    gpu: str = "none"
+    gpu: GpuSlot = field(default_factory=lambda: GpuSlot(None))
+    stop: threading.Event = field(default_factory=threading.Event)
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
-    _stop: threading.Event = field(default_factory=threading.Event)
     _stop_reason: str = ""
 
     def __post_init__(self) -> None:
         fleet = self.spec.fleet
-        self._child = TrainingProcess(self.data_folder, self.env, fleet.trials_per_child)
+        self._child = TrainingProcess(self.data_folder, self.gpu.child_env(), fleet.trials_per_child)
         self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=fleet.max_retries)
 
     def request_stop(self, reason: str) -> None:
+        """Finish cleanly: the current trial is marked FAIL and queued again, then the worker exits 0.
+
+        If the storage does not answer within the stop grace, exit anyway: the trial's heartbeat
+        then lapses and another worker (or this one, restarted) reaps and retries it.
+        """
+        if self.stop.is_set():
+            return
         self._stop_reason = reason
-        self._stop.set()
+        self.stop.set()
+        watchdog = threading.Timer(self.spec.fleet.stop_grace_seconds, self._force_exit)
+        watchdog.daemon = True
+        watchdog.start()
+
+    def _force_exit(self) -> None:
+        log.warning("%s: storage did not answer within the stop grace; exiting now", self.name)
+        self._child.kill()
+        os._exit(0)
+
+    def _db(self, action: Callable[[], T], what: str) -> T:
+        return storage.retrying(action, what, url=self.store.url)
 
     def run(self) -> int:
         """Claim and run trials until the budget is met, N trials are done, or a stop is asked."""
         ran = failures = 0
         try:
-            while not self._stop.is_set() and (self.n_trials is None or ran < self.n_trials):
-                trial = self._claim()
+            while not self.stop.is_set() and (self.n_trials is None or ran < self.n_trials):
+                trial = self._db(self._claim, "claiming a trial")
                 if trial is None:
                     break
                 if isinstance(trial, Progress):
-                    self._stop.wait(self.spec.fleet.poll_seconds)  # a running trial may yet fail
+                    self.stop.wait(self.spec.fleet.poll_seconds)  # a running trial may yet fail
                     continue
                 state = self._run_trial(trial)
                 ran += 1
@@ -133,16 +153,15 @@ class Worker:
                     return 1
         finally:
             self._child.close()
-        if self._stop.is_set():
+        if self.stop.is_set():
             log.info("%s: stopped (%s)", self.name, self._stop_reason)
         return 0
 
     def _claim(self) -> optuna.trial.Trial | Progress | None:
         """Under the study lock: reap dead workers' trials, then take a trial if the budget allows."""
         with self.store.lock(self.spec.name), warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             warnings.simplefilter("ignore", UserWarning)  # "heartbeat is supposed to be used with optimize"
-            optuna.storages.fail_stale_trials(self.study)
+            self._reap_unlocked()
             now = progress(self.study, self.spec.study.budget)
             if now.done:
                 log.info("%s: study %s is complete (%d/%d trials finished)", self.name, self.spec.name, now.finished, now.budget)
@@ -152,9 +171,20 @@ class Worker:
             self.study.sampler = search.make_sampler(self.spec, len(self.study.get_trials(deepcopy=False)))
             trial = self.study.ask(self.spec.space.distributions())
             self.store.storage.record_heartbeat(trial._trial_id)
+            trial.set_user_attr("worker", self.name)  # who holds it, visible while it runs
         return trial
 
     def _run_trial(self, trial: optuna.trial.Trial) -> TrialState:
+        try:
+            return self._train_and_record(trial)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # The storage was away longer than the stale limit and another worker reaped this
+            # trial (and queued its retry): abandon it rather than write to a finished trial.
+            self._child.kill()
+            log.warning("%s: trial %d was reaped as stale while the storage was away; its retry runs instead", self.name, trial.number)
+            return TrialState.FAIL
+
+    def _train_and_record(self, trial: optuna.trial.Trial) -> TrialState:
         fleet, training = self.spec.fleet, self.spec.training
         seed = self.spec.sampler.seed + trial.number
         params = {name: trial.params[name] for name in self.spec.space.distributions()}
@@ -162,22 +192,20 @@ class Worker:
         started = time.monotonic()
         self._child.start(Job(params, training.epochs, training.batch_size, seed))
         history: dict[str, list[float]] = defaultdict(list)
-        attrs: dict[str, Any] = {"seed": seed, "worker": self.name, "host": socket.gethostname(), "gpu": self.gpu}
+        attrs: dict[str, Any] = {"seed": seed, "worker": self.name, "host": socket.gethostname(), "gpu": self.gpu.label}
         pruned_because = ""
         next_beat = next_reap = time.monotonic()
         while True:
-            if self._stop.is_set():
+            if self.stop.is_set():
                 self._child.kill()
                 return self._fail(trial, attrs, history, f"worker stopped ({self._stop_reason})", started)
             message = self._child.receive(timeout=min(0.5, fleet.heartbeat_seconds / 2))
             now = time.monotonic()
             if now >= next_beat:
-                self.store.storage.record_heartbeat(trial._trial_id)
+                self._db(lambda: self.store.storage.record_heartbeat(trial._trial_id), "recording a heartbeat")
                 next_beat = now + fleet.heartbeat_seconds
             if now >= next_reap:  # so a lone worker still revives trials of workers that died
-                with self.store.lock(self.spec.name), warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(self.study)
+                self._db(self._reap, "reaping stale trials")
                 next_reap = now + fleet.stale_after_seconds / 2
             if message is None:
                 continue
@@ -198,25 +226,40 @@ class Worker:
             epoch, val_acc, loss = payload["epoch"], payload.get("val_acc", math.nan), payload.get("loss", math.nan)
             if not (math.isfinite(loss) and math.isfinite(val_acc)):
                 pruned_because = f"loss became {loss} at epoch {epoch}"
-            else:
-                trial.report(val_acc, epoch)
-                if trial.should_prune():
-                    pruned_because = f"pruned by {self.spec.pruner.type} at epoch {epoch}"
+            elif self._db(lambda: self._report(trial, val_acc, epoch), "reporting an epoch"):
+                pruned_because = f"pruned by {self.spec.pruner.type} at epoch {epoch}"
             self._child.reply(keep_going=not pruned_because)
+
+    @staticmethod
+    def _report(trial: optuna.trial.Trial, val_acc: float, epoch: int) -> bool:
+        """Report the epoch; True if the pruner says stop."""
+        trial.report(val_acc, epoch)
+        return trial.should_prune()
+
+    def _reap(self) -> None:
+        with self.store.lock(self.spec.name):
+            self._reap_unlocked()
+
+    def _reap_unlocked(self) -> None:
+        """Fail (and queue again) the trials of workers that stopped beating; call under the lock."""
+        fleet = self.spec.fleet
+        adopted = storage.adopt_orphans(self.store, self.study._study_id, fleet.stale_after_seconds)
+        if adopted:
+            log.info("%s: %d RUNNING trial(s) never had a heartbeat; they will be reaped if no worker claims them", self.name, adopted)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)
 
     def _finish(
         self, trial: optuna.trial.Trial, state: TrialState, attrs: dict, history: dict, started: float
     ) -> TrialState:
         summary = _summarize(history)
         attrs.update(summary)
-        self._set_attrs(trial, attrs, history, started)
         value = summary.get("best_val_acc")
         if state == TrialState.COMPLETE and value is None:
             state = TrialState.FAIL
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            frozen = self.study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
-        now = progress(self.study, self.spec.study.budget)
+        frozen = self._record(trial, attrs, history, started, state, value if state == TrialState.COMPLETE else None)
+        now = self._db(lambda: progress(self.study, self.spec.study.budget), "counting trials")
         log.info(
             "%s: trial %d %s val_acc=%s epochs=%d %.1fs [%d/%d finished]",
             self.name, frozen.number, frozen.state.name, _fmt(frozen.value), len(history.get("val_acc", [])),
@@ -228,18 +271,32 @@ class Worker:
         """Mark the trial FAIL with its reason and queue the same parameters again (bounded)."""
         attrs["fail_reason"] = reason
         attrs.update(_summarize(history))
-        self._set_attrs(trial, attrs, history, started)
-        frozen = self.study.tell(trial, state=TrialState.FAIL)
+        frozen = self._record(trial, attrs, history, started, TrialState.FAIL, None)
         frozen.user_attrs = {}  # the retry starts clean; the failure stays on this trial
-        self._retry(self.study, frozen)
+        self._db(lambda: self._retry(self.study, frozen), "queueing a retry")
         log.warning("%s: trial %d FAIL: %s (queued again unless out of retries)", self.name, frozen.number, reason)
         return TrialState.FAIL
 
-    @staticmethod
-    def _set_attrs(trial: optuna.trial.Trial, attrs: dict, history: dict, started: float) -> None:
+    def _record(
+        self, trial: optuna.trial.Trial, attrs: dict, history: dict, started: float, state: TrialState, value: float | None
+    ) -> optuna.trial.FrozenTrial:
+        """Store the attributes and the end state (a retried write that had landed counts as done)."""
         attrs = {**attrs, "history": dict(history), "wall_seconds": time.monotonic() - started}
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
+
+        def write() -> optuna.trial.FrozenTrial:
+            for key, val in attrs.items():
+                trial.set_user_attr(key, val)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return self.study.tell(trial, value, state=state)
+
+        try:
+            return self._db(write, f"recording trial {trial.number}")
+        except optuna.exceptions.UpdateFinishedTrialError:
+            stored = self._db(lambda: self.study._storage.get_trial(trial._trial_id), "reading a trial")
+            if stored.state == state:  # our own write landed before the connection dropped
+                return stored
+            raise
 
 
 def _summarize(history: dict[str, list[float]]) -> dict[str, Any]:
@@ -270,11 +327,11 @@ def _format_params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
-def install_signal_handlers(worker: Worker) -> None:
+def install_signal_handlers(on_stop: Callable[[str], None]) -> None:
     """SIGTERM (docker stop) and Ctrl-C both end the current trial cleanly and exit 0."""
 
     def handler(signum: int, _frame: object) -> None:
-        worker.request_stop(signal.Signals(signum).name)
+        on_stop(signal.Signals(signum).name)
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,191 @@
+"""Many workers, one study: exact budget, recovery from kills and stops, isolation, GPU slots.
+
+Real PostgreSQL, real worker processes, real signals, smoke trials on real CIFAR-10 images.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from optuna.trial import TrialState
+
+from sweeper import gpus
+from tests.conftest import study_file, sweeper_command
+from tests.fleet import FINISHED, WorkerProcess, assert_exact_budget, running_trial_of, trials, wait_for
+from tests.pgserver import ThrowawayPostgres
+
+FAST = {"max_train_images": 100}  # 70 training images: a trial is mostly TensorFlow's tracing
+
+
+@pytest.fixture
+def throwaway_pg(request: pytest.FixtureRequest):
+    server = ThrowawayPostgres(**getattr(request, "param", {}))
+    server.start()
+    yield server
+    server.destroy()
+
+
+def _fleet_study(tmp_path: Path, name: str, budget: int, **fleet: object) -> Path:
+    return study_file(tmp_path, study={"name": name, "budget": budget}, training=FAST, **({"fleet": fleet} if fleet else {}))
+
+
+@pytest.mark.parametrize("throwaway_pg", [{"max_connections": 20}], indirect=True)
+def test_four_workers_meet_the_budget_exactly_within_max_connections(throwaway_pg, cli_env, tmp_path) -> None:
+    url = throwaway_pg.url
+    path = _fleet_study(tmp_path, "four", 12)
+    workers = [WorkerProcess(path, url, cli_env, tmp_path) for _ in range(4)]
+    peak = 0
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"), poolclass=sqlalchemy.pool.NullPool)
+    count = sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
+    while any(w.process.poll() is None for w in workers):
+        # a report reading the study in a loop, as a watching user would
+        subprocess.run(sweeper_command("studies", "--storage", url), env=cli_env, capture_output=True, timeout=60)
+        with engine.connect() as connection:
+            peak = max(peak, connection.execute(count).scalar())
+        time.sleep(2)
+    engine.dispose()
+    codes = [w.wait() for w in workers]
+    logs = "\n".join(w.log() for w in workers)
+    assert codes == [0, 0, 0, 0], logs
+    assert "too many clients" not in logs and "Traceback" not in logs
+    assert peak < 20 - 3  # max_connections less PostgreSQL's reserved superuser slots
+    finished = [t for t in assert_exact_budget(url, "four", 12) if t.state in FINISHED]
+    assert len({t.user_attrs["worker"] for t in finished}) >= 2
+    assert logs.count("started:") >= 12 and "[12/12 finished]" in logs
+
+
+def test_killed_worker_trial_fails_and_is_retried_with_the_same_params(pg_url, cli_env, tmp_path) -> None:
+    path = _fleet_study(tmp_path, "kill9", 4)
+    victim = WorkerProcess(path, pg_url, cli_env, tmp_path)
+    lost = wait_for(lambda: running_trial_of(pg_url, "kill9", victim), what="a trial on the victim")
+    survivor = WorkerProcess(path, pg_url, cli_env, tmp_path)
+    victim.kill_all()
+    assert survivor.wait() == 0, survivor.log()
+
+    all_trials = assert_exact_budget(pg_url, "kill9", 4)
+    failed = next(t for t in all_trials if t.number == lost.number)
+    assert failed.state == TrialState.FAIL
+    [retry] = [t for t in all_trials if t.system_attrs.get("failed_trial") == lost.number]
+    assert retry.state in FINISHED and retry.params == lost.params
+
+
+def test_only_worker_killed_then_restarted_recovers_its_trial(pg_url, cli_env, tmp_path) -> None:
+    path = _fleet_study(tmp_path, "restart", 2)
+    first = WorkerProcess(path, pg_url, cli_env, tmp_path)
+    lost = wait_for(lambda: running_trial_of(pg_url, "restart", first), what="a running trial")
+    first.kill_all()
+    second = WorkerProcess(path, pg_url, cli_env, tmp_path)
+    assert second.wait() == 0, second.log()
+    all_trials = assert_exact_budget(pg_url, "restart", 2)
+    assert next(t for t in all_trials if t.number == lost.number).state == TrialState.FAIL
+    [retry] = [t for t in all_trials if t.system_attrs.get("failed_trial") == lost.number]
+    assert retry.state in FINISHED and retry.params == lost.params
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_ends_the_trial_cleanly_within_the_grace(pg_url, cli_env, tmp_path, signum) -> None:
+    grace = 3.0
+    path = _fleet_study(tmp_path, "stop", 3, stop_grace_seconds=grace)
+    worker = WorkerProcess(path, pg_url, cli_env, tmp_path)
+    stopped = wait_for(lambda: running_trial_of(pg_url, "stop", worker), what="a running trial")
+    wait_for(worker.training_child, what="the training child")
+    started = time.monotonic()
+    worker.signal(signum)
+    assert worker.wait(timeout=30) == 0, worker.log()
+    elapsed = time.monotonic() - started
+    assert elapsed < grace, f"took {elapsed:.1f}s to stop"
+    all_trials = trials(pg_url, "stop")
+    assert [t.state for t in all_trials].count(TrialState.RUNNING) == 0
+    trial = next(t for t in all_trials if t.number == stopped.number)
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == f"worker stopped ({signal.Signals(signum).name})"
+    [retry] = [t for t in all_trials if t.system_attrs.get("failed_trial") == stopped.number]
+    assert retry.state == TrialState.WAITING and retry.system_attrs["fixed_params"] == stopped.params
+    assert "Traceback" not in worker.log()
+
+
+def test_training_child_killed_fails_its_trial_and_the_worker_goes_on(pg_url, cli_env, tmp_path) -> None:
+    path = _fleet_study(tmp_path, "child", 2)
+    worker = WorkerProcess(path, pg_url, cli_env, tmp_path)
+    victim = wait_for(lambda: running_trial_of(pg_url, "child", worker), what="a running trial")
+    child = wait_for(worker.training_child, what="the training child")
+    subprocess.run(["kill", "-9", str(child)], check=True)
+    assert worker.wait() == 0, worker.log()
+    all_trials = assert_exact_budget(pg_url, "child", 2)
+    failed = next(t for t in all_trials if t.number == victim.number)
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs["fail_reason"] == "training process killed by SIGKILL (out of memory?)"
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_worker_memory_does_not_grow_with_trials(pg_url, cli_env, tmp_path) -> None:
+    path = study_file(
+        tmp_path, study={"name": "memory", "budget": 20},
+        training={"max_train_images": 10, "epochs": 1}, pruner={"type": "none"}, fleet={"trials_per_child": 25},
+    )  # fmt: skip
+    worker = WorkerProcess(path, pg_url, cli_env, tmp_path)
+    rss: dict[int, int] = {}
+    while worker.process.poll() is None:
+        done = sum(t.state in FINISHED for t in trials(pg_url, "memory"))
+        if done in (3, 20) and done not in rss:
+            rss[done] = _rss_kib(worker.process.pid)
+        time.sleep(0.2)
+    assert worker.wait() == 0, worker.log()
+    assert set(rss) == {3, 20}, rss
+    assert rss[20] <= 1.2 * rss[3], rss
+
+
+def test_gpu_slots_give_each_worker_its_own_device(pg_url, cli_env, tmp_path) -> None:
+    env = {**cli_env, "SWEEPER_GPU_COUNT": "2", "SWEEPER_GPU_LOCK_DIR": str(tmp_path / "locks")}
+    path = _fleet_study(tmp_path, "gpus", 3)
+    first_two = [WorkerProcess(path, pg_url, env, tmp_path, "--gpu", "auto", "--n-trials", "1") for _ in range(2)]
+    wait_for(lambda: all("claimed GPU" in w.log() for w in first_two), what="two GPU claims")
+    third = WorkerProcess(path, pg_url, env, tmp_path, "--gpu", "auto", "--gpu-fallback", "cpu", "--n-trials", "1")
+    assert [w.wait() for w in (*first_two, third)] == [0, 0, 0]
+    seen = {t.user_attrs["worker"]: t.user_attrs["cuda_visible_devices"] for t in trials(pg_url, "gpus")}
+    assert sorted(seen[w.name] for w in first_two) == ["0", "1"]
+    assert seen[third.name] == "-1" and "training on the CPU" in third.log()
+    assert {t.user_attrs["gpu"] for t in trials(pg_url, "gpus")} == {"0", "1", "none"}
+
+
+def test_gpu_claim_waits_for_a_free_slot(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SWEEPER_GPU_COUNT", "1")
+    monkeypatch.setenv("SWEEPER_GPU_LOCK_DIR", str(tmp_path))
+    stop = threading.Event()
+    held = [gpus.claim("auto", per_gpu=2, fallback="wait", stop=stop) for _ in range(2)]
+    assert [slot.index for slot in held] == [0, 0]  # two workers packed on one GPU
+    waiting: list[gpus.GpuSlot] = []
+    thread = threading.Thread(target=lambda: waiting.append(gpus.claim("auto", per_gpu=2, fallback="wait", stop=stop, poll_seconds=0.1)))
+    thread.start()
+    time.sleep(0.5)
+    assert not waiting, "a third worker must wait while both slots are held"
+    held[0].release()
+    thread.join(5)
+    assert waiting and waiting[0].index == 0 and waiting[0].child_env()["CUDA_VISIBLE_DEVICES"] == "0"
+
+
+def test_postgresql_restart_during_a_sweep(throwaway_pg, cli_env, tmp_path) -> None:
+    url = throwaway_pg.url
+    path = _fleet_study(tmp_path, "pg-restart", 6)
+    workers = [WorkerProcess(path, url, cli_env, tmp_path) for _ in range(2)]
+    wait_for(lambda: any(t.state in FINISHED for t in trials(url, "pg-restart")), what="a finished trial")
+    throwaway_pg.stop("fast")
+    time.sleep(3)
+    throwaway_pg.start()
+    codes = [w.wait() for w in workers]
+    logs = "\n".join(w.log() for w in workers)
+    assert codes == [0, 0], logs
+    assert "storage unreachable" in logs and "Traceback" not in logs
+    assert_exact_budget(url, "pg-restart", 6)
