@@ -1,0 +1,126 @@
+"""`sweeper report`: the study's answer as a terminal table, JSON, CSV, or one self-contained HTML file."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from typing import Any
+
+import optuna
+import plotly.offline
+from tabulate import tabulate
+
+from sweeper import figures
+from sweeper.errors import SweeperError
+from sweeper.storage import Store, mask
+
+FORMATS = ("table", "json", "csv", "html")
+
+
+def load_study(store: Store, name: str) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=name, storage=store.storage)
+    except KeyError:
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(store.storage))
+        known = ", ".join(names) if names else "none yet"
+        raise SweeperError(f"no study named {name!r} in {mask(store.url)} (studies: {known})") from None
+
+
+def render(study: optuna.Study, store: Store, fmt: str) -> str:
+    content = figures.summary(study, mask(store.url))
+    if fmt == "json":
+        return json.dumps(content, indent=2)
+    if fmt == "csv":
+        return trials_csv(study)
+    if fmt == "html":
+        return page(content, study)
+    return text(content)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}" if 1e-3 <= abs(value) or value == 0 else f"{value:.2g}"
+    return str(value)
+
+
+def _trial_line(trial: dict[str, Any]) -> list[str]:
+    p = trial["params"]
+    return [
+        trial["number"], trial["state"].lower(), _fmt(trial["val_acc"]), _fmt(p["dropout"], 3), p["batchnorm"],
+        _fmt(p["learning_rate"]), _fmt(trial["best_epoch"]), _fmt(trial["overfit_gap"], 3),
+        "yes" if trial["baseline"] else "",
+    ]  # fmt: skip
+
+
+TRIAL_HEADERS = ["trial", "state", "val_acc", "dropout", "batchnorm", "learning_rate", "best_epoch", "gap", "baseline"]
+
+
+def text(content: dict[str, Any]) -> str:
+    counts = ", ".join(f"{n} {k}" for k, n in content["counts"].items() if n)
+    lines = [
+        f"study    {content['study']}",
+        f"storage  {content['storage']}",
+        f"trials   {content['trials']} ({counts or 'none'}); budget {content['budget']} finished",
+        "",
+    ]
+    if content["best"] is None:
+        lines.append(f"No finished trials yet: start a worker with 'sweeper worker <study file>'.")
+        return "\n".join(lines)
+    lines += [content["answer"], ""]
+    if content["nonfinite_loss_trials"]:
+        lines += [f"{content['nonfinite_loss_trials']} trial(s) stopped because the loss became NaN or infinite.", ""]
+    pair = [content["best"]] + ([content["baseline"]] if content["baseline"] and content["baseline"] != content["best"] else [])
+    lines += ["Best trial and baseline", tabulate([_trial_line(t) for t in pair], headers=TRIAL_HEADERS), ""]
+    lines += ["Top 10 trials", tabulate([_trial_line(t) for t in content["top"]], headers=TRIAL_HEADERS), ""]
+    regs = [
+        ["on" if r["batchnorm"] else "off", r["dropout"], r["trials"], _fmt(r["best_val_acc"]), _fmt(r["median_val_acc"]), _fmt(r["median_gap"], 3)]
+        for r in content["regularizers"]
+    ]  # fmt: skip
+    lines += [
+        "Regularizers",
+        tabulate(regs, headers=["batchnorm", "dropout", "trials", "best val_acc", "median val_acc", "median gap"]),
+    ]
+    return "\n".join(lines)
+
+
+def trials_csv(study: optuna.Study) -> str:
+    trials = study.get_trials(deepcopy=False)
+    attr_keys = sorted({k for t in trials for k in t.user_attrs})
+    params = ["dropout", "batchnorm", "learning_rate"]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["number", "state", "value", *params, "datetime_start", "datetime_complete", *attr_keys])
+    for t in trials:
+        values = t.params or t.system_attrs.get("fixed_params", {})
+        writer.writerow(
+            [t.number, t.state.name, t.value, *(values.get(p) for p in params), t.datetime_start, t.datetime_complete]
+            + [json.dumps(t.user_attrs[k]) if isinstance(t.user_attrs.get(k), (dict, list)) else t.user_attrs.get(k) for k in attr_keys]
+        )
+    return out.getvalue()
+
+
+def page(content: dict[str, Any], study: optuna.Study) -> str:
+    """One HTML file with the summary and every figure; plotly's JS is inlined so it opens offline."""
+    sections = []
+    for name, figure in figures.all_figures(study).items():
+        div = figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{name}")
+        sections.append(f'<section class="figure" data-figure="{name}">{div}</section>')
+    top = "".join(f"<tr>{''.join(f'<td>{html.escape(str(c))}</td>' for c in _trial_line(t))}</tr>" for t in content["top"])
+    head = "".join(f"<th>{h}</th>" for h in TRIAL_HEADERS)
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>sweeper report: {html.escape(content['study'])}</title>
+<script>{plotly.offline.get_plotlyjs()}</script>
+<style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:2px 8px;text-align:right}}</style></head>
+<body>
+<h1>Study {html.escape(content['study'])}</h1>
+<p>storage {html.escape(content['storage'])} &middot; {content['trials']} trials &middot; budget {content['budget']}</p>
+<p id="answer">{html.escape(content['answer'])}</p>
+<h2>Top 10 trials</h2><table><tr>{head}</tr>{top}</table>
+{''.join(sections)}
+<script type="application/json" id="summary">{html.escape(json.dumps(content))}</script>
+</body></html>
+"""
