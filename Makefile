@@ -20,5 +20,11 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/sweeper sweep studies/smoke.toml --workers 2
 
-test: setup
+# The dashboard's browser test drives Debian's Chromium (Playwright's own browser download
+# cannot work offline). Installing it needs root, as CI has; elsewhere the test says it skipped.
+browser:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: setup browser
 	$(BIN)/python -m pytest

@@ -146,8 +146,8 @@ def answer(best: Row | None, baseline: Row | None, table: list[dict[str, Any]]) 
     if best is None:
         return "No finished trials yet."
     text = (
-        f"Best val_acc {best.val_acc:.4f}: batch normalization {'on' if best.batchnorm else 'off'}, "
-        f"dropout {best.dropout:.2f}, learning rate {best.learning_rate:.2g} (trial {best.number}"
+        f"Best val_acc {best.val_acc:.4f}: batch normalization {_on_off(best.batchnorm)}, "
+        f"dropout {_num(best.dropout, '.2f')}, learning rate {_num(best.learning_rate, '.2g')} (trial {best.number}"
         + (f", gap {best.gap:.3f} at epoch {best.best_epoch})" if best.gap is not None else ")")
     )
     if baseline is not None and baseline.val_acc is not None:
@@ -156,10 +156,18 @@ def answer(best: Row | None, baseline: Row | None, table: list[dict[str, Any]]) 
     if with_gap:
         calm = min(with_gap, key=lambda row: row["median_gap"])
         text += (
-            f" Least overfitting: batch normalization {'on' if calm['batchnorm'] else 'off'} with dropout "
+            f" Least overfitting: batch normalization {_on_off(calm['batchnorm'])} with dropout "
             f"{calm['dropout']} (median gap {calm['median_gap']:.3f})."
         )
     return text
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "?" if value is None else format(value, spec)
+
+
+def _on_off(flag: bool | None) -> str:
+    return "?" if flag is None else ("on" if flag else "off")
 
 
 # ---------------------------------------------------------------- figures
@@ -195,7 +203,7 @@ def _scatter_by_batchnorm(table: list[Row], y_of, x_of, y_title: str, x_title: s
                     mode="markers",
                     name=f"batchnorm {'on' if batchnorm else 'off'} ({state.lower()})",
                     marker={"color": BATCHNORM_COLORS[batchnorm], "symbol": symbol, "size": [_lr_size(r.learning_rate) for r in points]},
-                    text=[f"trial {r.number}, lr {r.learning_rate:.2g}" for r in points],
+                    text=[f"trial {r.number}, lr {_num(r.learning_rate, '.2g')}" for r in points],
                     hovertemplate="%{text}<br>" + x_title + " %{x}<br>" + y_title + " %{y:.4f}<extra></extra>",
                 )
             )

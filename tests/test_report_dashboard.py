@@ -1,0 +1,224 @@
+"""`sweeper report` in every format, and the dashboard process in a real browser.
+
+One PostgreSQL study is filled with real smoke trials for the whole module; the last test adds a
+trial while a browser watches the dashboard, so it must stay last.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweeper import storage
+from tests.conftest import ROOT, _fresh_database, run_sweeper, study_file, sweeper_command
+from tests.fleet import FINISHED, trials, wait_for
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def filled(pg_server: str, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[tuple[str, Path, dict]]:
+    """A smoke study in PostgreSQL with 3 finished trials (budget 4), its study file and CLI env."""
+    from tests.conftest import FIXTURE_DATA
+
+    env = {k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}
+    env.update(SWEEPER_DATA_DIR=str(FIXTURE_DATA), SWEEPER_CACHE_DIR=str(cache_dir))
+    tmp = tmp_path_factory.mktemp("report")
+    path = study_file(tmp, study={"name": "reported", "budget": 4})
+    for url in _fresh_database(pg_server):
+        result = run_sweeper("worker", str(path), "--storage", url, "--n-trials", "3", env=env)
+        assert result.returncode == 0, result.stderr
+        yield url, path, env
+
+
+def test_json_report_matches_the_trials(filled) -> None:
+    url, _, env = filled
+    result = run_sweeper("report", "reported", "--storage", url, "-f", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    content = json.loads(result.stdout)
+    stored = [t for t in trials(url, "reported") if t.state in FINISHED]
+    assert content["study"] == "reported" and content["budget"] == 4 and content["trials"] == 3
+    assert content["counts"]["complete"] + content["counts"]["pruned"] == 3
+    best = max((t for t in stored if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    assert content["best"]["number"] == best.number and content["best"]["val_acc"] == best.value
+    assert content["best"]["params"] == best.params
+    assert content["best"]["overfit_gap"] == best.user_attrs["overfit_gap"]
+    assert content["baseline"]["params"] == {"dropout": 0.2, "batchnorm": False, "learning_rate": 1e-4}
+    assert [t["number"] for t in content["top"]] == [t.number for t in sorted(stored, key=lambda t: -t.value)]
+    assert sum(row["trials"] for row in content["regularizers"]) == content["counts"]["complete"]
+    assert {"study", "storage", "budget", "counts", "best", "baseline", "top", "regularizers", "answer"} <= set(content)
+
+
+def test_table_report_answers_the_question(filled) -> None:
+    url, _, env = filled
+    result = run_sweeper("report", "reported", "--storage", url, env=env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("study    reported") and "Best val_acc" in out and "tutorial's baseline" in out
+    for heading in ("Best trial and baseline", "Top 10 trials", "Regularizers"):
+        assert heading in out
+
+
+def test_csv_report_has_one_row_per_trial(filled) -> None:
+    url, _, env = filled
+    result = run_sweeper("report", "reported", "--storage", url, "-f", "csv", env=env)
+    assert result.returncode == 0, result.stderr
+    table = list(csv.DictReader(io.StringIO(result.stdout)))
+    stored = trials(url, "reported")
+    assert [int(r["number"]) for r in table] == [t.number for t in stored]
+    assert {"state", "value", "dropout", "batchnorm", "learning_rate", "best_epoch", "overfit_gap", "history", "worker"} <= set(table[0])
+    assert json.loads(table[0]["history"])["val_acc"] == stored[0].user_attrs["history"]["val_acc"]
+
+
+def test_html_report_is_self_contained_with_every_figure(filled, tmp_path) -> None:
+    url, _, env = filled
+    out = tmp_path / "report.html"
+    result = run_sweeper("report", "reported", "--storage", url, "-f", "html", "--out", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    page = out.read_text()
+    for name in ("regularizer", "learning_rate", "gap", "curves", "importance", "timeline"):
+        assert f'id="figure-{name}"' in page
+    assert "<script src=" not in page and "Plotly.newPlot" in page and len(page) > 3_000_000  # plotly.js inline
+
+
+def test_unknown_study_lists_the_existing_ones(filled) -> None:
+    url, _, env = filled
+    result = run_sweeper("report", "no-such-study", "--storage", url, env=env)
+    assert result.returncode == 2
+    assert "no study named 'no-such-study'" in result.stderr and "reported" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_empty_and_failed_only_studies_get_clear_messages(filled) -> None:
+    url, _, env = filled
+    optuna.create_study(study_name="empty", storage=storage.resolve_url(url), direction="maximize")
+    failed = optuna.create_study(study_name="failed-only", storage=storage.resolve_url(url), direction="maximize")
+    failed.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, params={"dropout": 0.3}, distributions={"dropout": optuna.distributions.FloatDistribution(0.2, 0.5)}))
+    failed.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, value=0.11, params={"dropout": 0.4}, distributions={"dropout": optuna.distributions.FloatDistribution(0.2, 0.5)}, intermediate_values={1: 0.11}))
+    empty = run_sweeper("report", "empty", "--storage", url, env=env)
+    assert empty.returncode == 0 and "No finished trials yet" in empty.stdout, empty.stderr
+    only = run_sweeper("report", "failed-only", "--storage", url, "-f", "html", "--out", os.devnull, env=env)
+    assert only.returncode == 0 and "Traceback" not in only.stderr, only.stderr
+    table = run_sweeper("report", "failed-only", "--storage", url, env=env)
+    assert table.returncode == 0 and "1 fail" in table.stdout and "1 pruned" in table.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_dashboard(url: str, env: dict, *extra: str) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    process = subprocess.Popen(
+        sweeper_command("dashboard", "--storage", url, "--port", str(port), "--refresh-seconds", "1", *extra),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _status(base + "/api/meta") in (200, 401), timeout=60, what="the dashboard")
+    return process, base
+
+
+def _status(url: str, method: str = "GET", auth: str | None = None) -> int:
+    request = urllib.request.Request(url, method=method)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def _stop(process: subprocess.Popen) -> str:
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=20)[0]
+    assert process.returncode == 0, output
+    return output
+
+
+def test_dashboard_refuses_anonymous_deletes(filled) -> None:
+    url, _, env = filled
+    process, base = _start_dashboard(url, env)
+    try:
+        study_id = optuna.load_study(study_name="reported", storage=storage.resolve_url(url))._study_id
+        assert _status(f"{base}/api/studies/{study_id}", "DELETE") == 403
+        assert _status(f"{base}/api/studies/{study_id}/rename", "POST") == 403
+        assert _status(f"{base}/api/studies/{study_id}") == 200
+    finally:
+        _stop(process)
+    assert len(trials(url, "reported")) == 3  # intact
+
+
+def test_dashboard_password_is_required_when_set(filled, tmp_path) -> None:
+    url, _, env = filled
+    secret = tmp_path / "dashboard-password"
+    secret.write_text("s3cret-pass\n")
+    process, base = _start_dashboard(url, {**env, "SWEEPER_DASHBOARD_PASSWORD_FILE": str(secret)})
+    try:
+        assert _status(f"{base}/api/studies") == 401
+        assert _status(f"{base}/api/studies", auth="sweeper:wrong") == 401
+        assert _status(f"{base}/api/studies", auth="sweeper:s3cret-pass") == 200
+    finally:
+        output = _stop(process)
+    assert "s3cret-pass" not in output
+
+
+def _regularizer_points(page) -> int:
+    figure = page.locator(".js-plotly-plot", has_text="val_acc against dropout rate")
+    if figure.count() == 0:
+        return -1
+    return figure.first.locator(".scatterlayer .point").count()
+
+
+def test_dashboard_in_a_browser_shows_the_regularizer_chart_updating_live(filled) -> None:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"Chromium is required in CI for the browser test and is missing at {CHROMIUM}")
+        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium package to run the browser test")
+    from playwright.sync_api import sync_playwright
+
+    url, path, env = filled
+    process, base = _start_dashboard(url, env)
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--disable-component-update", "--no-first-run"],
+            )  # fmt: skip
+            page = browser.new_page(viewport={"width": 1400, "height": 2000})
+            page.goto(f"{base}/dashboard")
+            page.get_by_text("reported").first.click()
+            finished = sum(t.state in FINISHED for t in trials(url, "reported"))
+            wait_for(lambda: _regularizer_points(page) == finished + 1, timeout=60, what="the chart's points")  # +1: baseline star
+            page.screenshot(path=str(ARTIFACTS / "dashboard-before.png"), full_page=True)
+
+            result = run_sweeper("worker", str(path), "--storage", url, "--n-trials", "1", env=env)
+            assert result.returncode == 0, result.stderr
+            wait_for(lambda: _regularizer_points(page) == finished + 2, timeout=90, what="the new trial on the chart")
+            page.screenshot(path=str(ARTIFACTS / "dashboard-after.png"), full_page=True)
+            browser.close()
+    finally:
+        _stop(process)
