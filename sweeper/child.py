@@ -41,7 +41,8 @@ class EpochReporter(keras.callbacks.Callback):
 
 def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connection) -> dict[str, Any]:
     keras.utils.set_random_seed(job.seed)
-    model = build_model(**job.params)
+    keras.mixed_precision.set_global_policy("mixed_float16" if job.mixed_precision else "float32")
+    model = build_model(**job.params, jit_compile=job.jit_compile)
     reporter = EpochReporter(conn)
     model.fit(
         dataset.x_train,

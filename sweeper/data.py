@@ -119,13 +119,15 @@ def load_raw(data_dir: Path | None, cache_dir: Path) -> tuple[np.ndarray, np.nda
 
 
 def _download() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # a download needs no TensorFlow start-up chatter
     import keras  # only here: the worker process never needs TensorFlow otherwise
 
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     except Exception as exc:  # Keras raises bare Exceptions for network failures
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataError(
-            f"CIFAR-10 could not be downloaded ({type(exc).__name__}); point --data-dir or "
+            f"CIFAR-10 could not be downloaded ({reason}); point --data-dir or "
             f"SWEEPER_DATA_DIR at a directory with the official {BATCHES_DIR} files or {TARBALL}"
         ) from None
     return x_train, y_train.reshape(-1), x_test, y_test.reshape(-1)

@@ -20,7 +20,7 @@ def _dense_or_conv(layer_factory, batchnorm: bool) -> list[layers.Layer]:
     return [layer_factory(activation="relu")]
 
 
-def build_model(dropout: float, batchnorm: bool, learning_rate: float) -> keras.Model:
+def build_model(dropout: float, batchnorm: bool, learning_rate: float, *, jit_compile: bool | str = "auto") -> keras.Model:
     stack: list[layers.Layer] = [keras.Input(shape=(32, 32, 3))]
     for filters in FILTERS:
         for _ in range(2):
@@ -30,12 +30,13 @@ def build_model(dropout: float, batchnorm: bool, learning_rate: float) -> keras.
             stack.append(layers.Dropout(dropout))
     stack.append(layers.Flatten())
     stack += _dense_or_conv(lambda **kw: layers.Dense(256, **kw), batchnorm)
-    stack.append(layers.Dense(10, activation="softmax"))
+    stack.append(layers.Dense(10, activation="softmax", dtype="float32"))  # softmax stays float32 under mixed precision
 
     model = keras.Sequential(stack)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["acc"],
+        jit_compile=jit_compile,
     )
     return model

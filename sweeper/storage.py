@@ -73,9 +73,12 @@ def redact(text: str) -> str:
 def mask(url: str) -> str:
     """The URL with its password replaced by ***, for anything a person or a log may see."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "<unparsable storage URL>"
+    if parsed.drivername == "postgresql+psycopg":
+        parsed = parsed.set(drivername="postgresql")  # as users write it; psycopg is our detail
+    return parsed.render_as_string(hide_password=True)
 
 
 def is_sqlite(url: str) -> bool:
@@ -123,21 +126,30 @@ def connect(
     stale_after_seconds: int | None = None,
     max_retries: int | None = None,
     pool_size: int = 2,
-    patience_seconds: float = 60.0,
+    patience_seconds: float | None = None,
     stop: threading.Event | None = None,
 ) -> Store:
     """Open the storage, creating Optuna's tables once even when many workers start together.
 
-    A server that is down or full is retried with backoff for `patience_seconds`; a wrong
-    password or a missing database fails at once.
+    A server that is down or full is retried with backoff for `patience_seconds` (default
+    `$SWEEPER_CONNECT_TIMEOUT`); a wrong password or a missing database fails at once.
     """
     return retrying(
         lambda: _connect(url, heartbeat_seconds, stale_after_seconds, max_retries, pool_size),
         "connecting",
         url=url,
-        patience_seconds=patience_seconds,
+        patience_seconds=patience_seconds if patience_seconds is not None else connect_patience(),
         stop=stop,
     )
+
+
+def connect_patience() -> float:
+    """How long to keep retrying an unreachable server: `$SWEEPER_CONNECT_TIMEOUT` seconds, default 60."""
+    value = os.environ.get("SWEEPER_CONNECT_TIMEOUT", "60")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        raise StorageError(f"SWEEPER_CONNECT_TIMEOUT must be a number of seconds, not {value!r}", 2) from None
 
 
 def _connect(
@@ -162,9 +174,26 @@ def _connect(
         if lock_engine is not None:
             lock_engine.dispose()
         raise
-    except RuntimeError as exc:  # Optuna's schema-version check
-        raise StorageError(f"storage {mask(url)}: {_first_line(exc)}") from None
+    except RuntimeError as exc:  # Optuna's schema-version check; Optuna never upgrades by itself
+        if lock_engine is not None:
+            lock_engine.dispose()
+        raise StorageError(_schema_advice(url, str(exc))) from None
     return Store(url, storage, lock_engine)
+
+
+def _schema_advice(url: str, message: str) -> str:
+    found = message.split("(set up by ", 1)[-1].split(")", 1)[0] if "(set up by " in message else "another Optuna version"
+    if "optuna storage upgrade" in message:
+        password_hint = " (with the real password in place of ***)" if make_url(url).password else ""
+        return (
+            f"storage {mask(url)} holds tables set up by {found}, older than this Optuna ({optuna.__version__}) "
+            f"needs; nothing was changed. Back it up, then run: optuna storage upgrade --storage '{mask(url)}'"
+            + password_hint
+        )
+    return (
+        f"storage {mask(url)} holds tables set up by {found}, newer than this Optuna ({optuna.__version__}) knows; "
+        "nothing was changed. Upgrade sweeper's Optuna: pip install -U 'optuna>=5,<6'"
+    )
 
 
 def _create_engine(url: str) -> sqlalchemy.Engine:

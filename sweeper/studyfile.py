@@ -71,13 +71,19 @@ class Space(_Strict):
     batchnorm: BoolChoices
     learning_rate: FloatParam
 
-    @model_validator(mode="after")
-    def _check_values(self) -> Space:
-        if not (0 <= self.dropout.low and self.dropout.high < 1):
-            raise ValueError("dropout must lie in [0, 1)")
-        if self.learning_rate.low <= 0:
-            raise ValueError("learning_rate must be > 0")
-        return self
+    @field_validator("dropout")
+    @classmethod
+    def _dropout_is_a_rate(cls, value: FloatParam) -> FloatParam:
+        if not (0 <= value.low and value.high < 1):
+            raise ValueError(f"must lie in [0, 1), got {value.low}..{value.high}")
+        return value
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _learning_rate_is_positive(cls, value: FloatParam) -> FloatParam:
+        if value.low <= 0:
+            raise ValueError(f"must be > 0, got low = {value.low}")
+        return value
 
     def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
         return {name: getattr(self, name).distribution() for name in type(self).model_fields}
@@ -90,6 +96,10 @@ class Training(_Strict):
     split_seed: int = 777
     max_train_images: Annotated[int, Field(ge=10)] | None = None
     """Use only the first N training images (smoke studies); all of them when absent."""
+    jit_compile: bool = False
+    """Compile the train step with XLA; see BENCHMARKS.md for where it pays off."""
+    mixed_precision: bool = False
+    """float16 compute with float32 weights: for GPUs with tensor cores, slower on CPUs."""
 
 
 class TPESampler(_Strict):

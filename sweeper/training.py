@@ -28,6 +28,8 @@ class Job:
     epochs: int
     batch_size: int
     seed: int
+    jit_compile: bool = False
+    mixed_precision: bool = False
 
 
 @dataclass

@@ -56,10 +56,12 @@ def open_study(store: Store, spec: StudySpec, *, allow_space_change: bool = Fals
         attrs = study.user_attrs
         fingerprint = spec.space_fingerprint()
         if "space_fingerprint" in attrs and attrs["space_fingerprint"] != fingerprint and not allow_space_change:
+            before = attrs.get("spec", {}).get("space", {})
+            changes = "; ".join(_differences(before, spec.space.model_dump(mode="json"))) or "fingerprints differ"
             raise SpaceChangedError(
-                f"study {spec.name!r} was created with another search space "
-                f"(stored {attrs['space_fingerprint']}, file {fingerprint}): give the study a new name, "
-                "or pass --allow-space-change to continue it with the new space"
+                f"study {spec.name!r} was created with another search space ({changes}).\n"
+                "Give the study a new [study] name to start afresh, or pass --allow-space-change to continue "
+                "this one with the new space (past trials keep their old values)."
             )
         study.set_user_attr("space_fingerprint", fingerprint)
         study.set_user_attr("budget", spec.study.budget)
@@ -69,6 +71,12 @@ def open_study(store: Store, spec: StudySpec, *, allow_space_change: bool = Fals
                 study.enqueue_trial(baseline.model_dump(), user_attrs={"baseline": True})
             study.set_user_attr("baselines_enqueued", True)
     return study
+
+
+def _differences(before: Any, after: Any, path: str = "space") -> list[str]:
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [d for key in sorted(set(before) | set(after)) for d in _differences(before.get(key), after.get(key), f"{path}.{key}")]
+    return [] if before == after else [f"{path}: {before!r} -> {after!r}"]
 
 
 @dataclass
@@ -105,11 +113,13 @@ class Worker:
     gpu: GpuSlot = field(default_factory=lambda: GpuSlot(None))
     stop: threading.Event = field(default_factory=threading.Event)
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    child: Any = None
+    """The training process handle; benchmarks pass a stand-in with the same methods."""
     _stop_reason: str = ""
 
     def __post_init__(self) -> None:
         fleet = self.spec.fleet
-        self._child = TrainingProcess(self.data_folder, self.gpu.child_env(), fleet.trials_per_child)
+        self._child = self.child or TrainingProcess(self.data_folder, self.gpu.child_env(), fleet.trials_per_child)
         self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=fleet.max_retries)
 
     def request_stop(self, reason: str) -> None:
@@ -190,7 +200,9 @@ class Worker:
         params = {name: trial.params[name] for name in self.spec.space.distributions()}
         log.info("%s: trial %d started: %s", self.name, trial.number, _format_params(params))
         started = time.monotonic()
-        self._child.start(Job(params, training.epochs, training.batch_size, seed))
+        self._child.start(
+            Job(params, training.epochs, training.batch_size, seed, training.jit_compile, training.mixed_precision)
+        )
         history: dict[str, list[float]] = defaultdict(list)
         attrs: dict[str, Any] = {"seed": seed, "worker": self.name, "host": socket.gethostname(), "gpu": self.gpu.label}
         pruned_because = ""
@@ -223,6 +235,7 @@ class Worker:
                 return self._finish(trial, state, attrs, history, started)
             for key in ("acc", "loss", "val_acc", "val_loss"):
                 history[key].append(payload.get(key, math.nan))
+            history["epoch_seconds"].append(payload["seconds"])
             epoch, val_acc, loss = payload["epoch"], payload.get("val_acc", math.nan), payload.get("loss", math.nan)
             if not (math.isfinite(loss) and math.isfinite(val_acc)):
                 pruned_because = f"loss became {loss} at epoch {epoch}"

@@ -29,19 +29,29 @@ def _free_port() -> int:
 
 
 class ThrowawayPostgres:
-    def __init__(self, **settings: str | int) -> None:
+    def __init__(self, password: str | None = None, **settings: str | int) -> None:
+        """With a password, TCP clients must give it (scram-sha-256); without, the server trusts them."""
         self.bin = _binaries()
         self.port = _free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="sweeper-pg-"))
         self.settings = settings
+        self.password = password
         self._as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if self._as_postgres:
             shutil.chown(self.dir, "postgres")
-        self._run("initdb", "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres", "--no-sync")
+        auth = ["-A", "trust"]
+        if password:
+            pwfile = self.dir / "pwfile"
+            pwfile.write_text(password + "\n")
+            if self._as_postgres:
+                shutil.chown(pwfile, "postgres")
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+        self._run("initdb", "-D", str(self.dir / "data"), *auth, "-U", "postgres", "--no-sync")
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        credentials = f"postgres:{self.password}" if self.password else "postgres"
+        return f"postgresql://{credentials}@127.0.0.1:{self.port}/postgres"
 
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run([*self._as_postgres, str(self.bin / tool), *args], check=True, capture_output=True)

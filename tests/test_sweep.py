@@ -49,7 +49,7 @@ def test_two_workers_from_two_shells_fill_one_study_on_postgresql(pg_url: str, c
             assert dist._contains(dist.to_internal_repr(trial.params[name]))
         assert TRIAL_ATTRS <= set(trial.user_attrs), trial.user_attrs.keys()
         history = trial.user_attrs["history"]
-        assert set(history) == {"acc", "loss", "val_acc", "val_loss"}
+        assert set(history) == {"acc", "loss", "val_acc", "val_loss", "epoch_seconds"}
         assert len(history["val_acc"]) == len(trial.intermediate_values)
         assert trial.value == max(history["val_acc"]) == trial.user_attrs["best_val_acc"]
         assert trial.user_attrs["images_per_second"] > 0

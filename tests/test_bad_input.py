@@ -1,0 +1,296 @@
+"""Every mistake a user can make: a clear one- or two-line error, the right exit code, no traceback,
+the database exactly as it was, and never a password on the screen."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import hypothesis.strategies as st
+import optuna
+import pytest
+import sqlalchemy
+import tomli_w
+from hypothesis import HealthCheck, given, settings
+
+from sweeper import storage, studyfile
+from sweeper.errors import StudyFileError
+from sweeper.worker import open_study
+from tests.conftest import FIXTURE_DATA, ROOT, _fresh_database, run_sweeper, study_file
+from tests.fleet import trials
+from tests.pgserver import ThrowawayPostgres
+
+SMOKE_TEXT = (ROOT / "studies" / "smoke.toml").read_text()
+LR_BLOCK = "[space.learning_rate]\nlow = 1e-5\nhigh = 1e-2\nlog = true"
+assert LR_BLOCK in SMOKE_TEXT
+
+
+def snapshot(url: str) -> dict[str, list]:
+    """Every row of every table: what 'the database holds'."""
+    engine = sqlalchemy.create_engine(storage.resolve_url(url), poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return {
+                table: sorted(map(repr, connection.execute(sqlalchemy.text(f'SELECT * FROM "{table}"')).all()))
+                for table in sqlalchemy.inspect(connection).get_table_names()
+            }
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def populated(pg_server: str) -> Iterator[str]:
+    """A database holding the smoke study with one finished trial and its queued baseline."""
+    for url in _fresh_database(pg_server):
+        spec = studyfile.load(ROOT / "studies" / "smoke.toml")
+        store = storage.connect(storage.resolve_url(url))
+        study = open_study(store, spec)
+        params = {"dropout": 0.3, "batchnorm": True, "learning_rate": 1e-3}
+        study.add_trial(optuna.trial.create_trial(value=0.3, params=params, distributions=spec.space.distributions()))
+        store.close()
+        yield url
+
+
+def assert_refused(result, code: int, message: str) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode == code, output
+    assert re.search(message, result.stderr), result.stderr
+    assert "Traceback" not in output
+    assert len([line for line in result.stderr.splitlines() if line.startswith("sweeper: error")]) == 1
+    assert len(result.stderr.split("sweeper: error:", 1)[1].strip().splitlines()) <= 2, result.stderr
+
+
+STUDY_FILE_MISTAKES = {
+    "not-toml": ("budget = 6", "budget = = 6", r"not valid TOML: .*at line 7"),
+    "unknown-key": ("epochs = 2", "epocs = 2", r"\[training\] epocs: unknown key \(did you mean 'epochs'\?\)"),
+    "wrong-type": ("budget = 6", 'budget = "six"', r"\[study\] budget: Input should be a valid integer"),
+    "low-above-high": ("low = 0.2\nhigh = 0.5", "low = 0.6\nhigh = 0.5", r"\[space\] dropout: low \(0.6\) is greater than high \(0.5\)"),
+    "dropout-outside": ("low = 0.2\nhigh = 0.5", "low = 0.2\nhigh = 1.5", r"\[space\] dropout: must lie in \[0, 1\), got 0.2..1.5"),
+    "lr-not-positive": (LR_BLOCK, "[space.learning_rate]\nlow = 0\nhigh = 1e-2", r"\[space\] learning_rate: must be > 0, got low = 0.0"),
+    "log-low-not-positive": (LR_BLOCK, "[space.learning_rate]\nlow = -1e-3\nhigh = 1e-2\nlog = true", r"\[space\] learning_rate: log scale needs low > 0, got -0.001"),
+    "empty-choices": ("choices = [true, false]", "choices = []", r"\[space.batchnorm\] choices: List should have at least 1 item"),
+    "epochs": ("epochs = 2", "epochs = 0", r"\[training\] epochs: Input should be greater than or equal to 1"),
+    "batch-size": ("batch_size = 32", "batch_size = 0", r"\[training\] batch_size: Input should be greater than or equal to 1"),
+    "budget": ("budget = 6", "budget = 0", r"\[study\] budget: Input should be greater than or equal to 1"),
+    "empty-name": ('name = "smoke"', 'name = " "', r"\[study\] name: the study name must not be empty"),
+    "long-name": ('name = "smoke"', f'name = "{"s" * 513}"', r"\[study\] name: the study name has 513 characters; at most 512"),
+    "control-name": ('name = "smoke"', 'name = "smo\\u0007ke"', r"\[study\] name: the study name must not contain control characters"),
+}
+
+
+@pytest.mark.parametrize("case", list(STUDY_FILE_MISTAKES))
+def test_study_file_mistakes(case: str, populated: str, cli_env: dict, tmp_path: Path) -> None:
+    old, new, message = STUDY_FILE_MISTAKES[case]
+    assert old in SMOKE_TEXT
+    path = tmp_path / "study.toml"
+    path.write_text(SMOKE_TEXT.replace(old, new, 1))
+    before = snapshot(populated)
+    result = run_sweeper("worker", str(path), "--storage", populated, env=cli_env)
+    assert_refused(result, 2, re.escape(str(path)) + ": " + message)
+    assert snapshot(populated) == before
+
+
+def test_missing_study_file(populated: str, cli_env: dict, tmp_path: Path) -> None:
+    before = snapshot(populated)
+    result = run_sweeper("worker", str(tmp_path / "nope.toml"), "--storage", populated, env=cli_env)
+    assert_refused(result, 2, r"nope.toml: no such study file")
+    assert snapshot(populated) == before
+
+
+def test_changed_search_space_is_refused_with_the_difference(populated: str, cli_env: dict, tmp_path: Path) -> None:
+    path = tmp_path / "smoke.toml"
+    path.write_text(SMOKE_TEXT.replace("low = 0.2\nhigh = 0.5", "low = 0.2\nhigh = 0.45"))
+    before = snapshot(populated)
+    result = run_sweeper("worker", str(path), "--storage", populated, env=cli_env)
+    assert_refused(result, 2, r"study 'smoke' was created with another search space \(space.dropout.high: 0.5 -> 0.45\)")
+    assert "--allow-space-change" in result.stderr and "new [study] name" in result.stderr
+    assert snapshot(populated) == before
+
+
+@pytest.mark.parametrize(
+    "url, code, message",
+    [
+        ("mongodb://localhost/x", 2, r"unknown storage scheme 'mongodb'"),
+        ("not a url", 2, r"not a storage URL"),
+        ("postgresql://postgres@127.0.0.1:5432/sweeper_no_such_db", 1, r'database "sweeper_no_such_db" does not exist'),
+    ],
+    ids=["unknown-scheme", "not-a-url", "database-missing"],
+)
+def test_storage_mistakes(url: str, code: int, message: str, cli_env: dict, tmp_path: Path) -> None:
+    result = run_sweeper("worker", str(ROOT / "studies" / "smoke.toml"), "--storage", url, env=cli_env, cwd=tmp_path)
+    assert_refused(result, code, message)
+
+
+def test_unreachable_host_fails_in_bounded_time_with_visible_retries(cli_env: dict, tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run_sweeper(
+        "worker", str(ROOT / "studies" / "smoke.toml"), "--storage", "postgresql://u:topsecret@127.0.0.1:1/db",
+        env={**cli_env, "SWEEPER_CONNECT_TIMEOUT": "3"}, cwd=tmp_path,
+    )  # fmt: skip
+    assert time.monotonic() - started < 30
+    assert_refused(result, 1, r"storage postgresql://u:\*\*\*@127.0.0.1:1/db unreachable while connecting")
+    assert result.stderr.count("retrying in") >= 2
+    assert "topsecret" not in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def password_pg() -> Iterator[ThrowawayPostgres]:
+    server = ThrowawayPostgres(password="Pw-s3cret-42")
+    server.start()
+    yield server
+    server.destroy()
+
+
+def test_wrong_password(password_pg: ThrowawayPostgres, cli_env: dict, tmp_path: Path) -> None:
+    url = password_pg.url.replace("Pw-s3cret-42", "Wrong-guess-7")
+    started = time.monotonic()
+    result = run_sweeper("studies", "--storage", url, env=cli_env, cwd=tmp_path)
+    assert_refused(result, 1, r"password authentication failed")
+    assert time.monotonic() - started < 20, "a wrong password is not retried"
+    assert "Wrong-guess-7" not in result.stdout + result.stderr
+
+
+def test_schema_from_another_optuna_version(pg_server: str, cli_env: dict, tmp_path: Path) -> None:
+    for url in _fresh_database(pg_server):
+        optuna.create_study(study_name="old", storage=storage.resolve_url(url))
+        engine = sqlalchemy.create_engine(storage.resolve_url(url))
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text("UPDATE alembic_version SET version_num = 'v3.0.0.d'"))
+            connection.execute(sqlalchemy.text("UPDATE version_info SET library_version = '3.0.0'"))
+        engine.dispose()
+        before = snapshot(url)
+        result = run_sweeper("studies", "--storage", url, env=cli_env)
+        assert_refused(result, 1, r"holds tables set up by optuna 3.0.0.*Back it up, then run: optuna storage upgrade --storage '")
+        assert snapshot(url) == before, "never upgraded silently"
+
+
+def _batch_prefix(tmp_path: Path) -> Path:
+    folder = tmp_path / "truncated"
+    folder.mkdir()
+    for f in FIXTURE_DATA.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "data_batch_3").write_bytes((FIXTURE_DATA / "data_batch_3").read_bytes()[:5000])
+    return folder
+
+
+@pytest.mark.parametrize(
+    "make_dir, message",
+    [
+        (lambda tmp: tmp / "absent", r"data directory .*absent does not exist"),
+        (lambda tmp: tmp, r"holds no CIFAR-10 data: expected the cifar-10-batches-py files"),
+        (lambda tmp: (tmp / "data_batch_1").write_bytes(b"\x00garbage") and tmp, r"data_batch_1: not a CIFAR-10 batch file \(corrupt or truncated"),
+        (_batch_prefix, r"data_batch_3: not a CIFAR-10 batch file \(corrupt or truncated"),
+    ],
+    ids=["missing", "empty", "corrupt", "truncated"],
+)
+def test_data_mistakes(make_dir, message, populated: str, cli_env: dict, tmp_path: Path) -> None:
+    data_dir = make_dir(tmp_path)
+    before = snapshot(populated)
+    env = {**cli_env, "SWEEPER_CACHE_DIR": str(tmp_path / "cache")}
+    result = run_sweeper("worker", str(ROOT / "studies" / "smoke.toml"), "--storage", populated, "--data-dir", str(data_dir), env=env)
+    assert_refused(result, 2, message)
+    assert snapshot(populated) == before
+
+
+def test_download_impossible_without_a_data_dir(cli_env: dict, tmp_path: Path) -> None:
+    env = {k: v for k, v in cli_env.items() if k != "SWEEPER_DATA_DIR"}
+    env.update(SWEEPER_CACHE_DIR=str(tmp_path / "cache"), KERAS_HOME=str(tmp_path / "keras"))
+    result = run_sweeper("worker", str(ROOT / "studies" / "smoke.toml"), env=env, cwd=tmp_path)
+    assert_refused(result, 2, r"CIFAR-10 could not be downloaded .*point --data-dir or SWEEPER_DATA_DIR")
+    assert not (tmp_path / "sweeper.db").exists()
+
+
+def test_nan_loss_ends_the_trial_after_one_epoch_and_the_sweep_goes_on(pg_url: str, cli_env: dict, tmp_path: Path) -> None:
+    path = study_file(
+        tmp_path, study={"name": "exploding", "budget": 2},
+        space={"dropout": {"low": 0.2, "high": 0.5}, "batchnorm": {"choices": [False]}, "learning_rate": {"low": 1e6, "high": 1e7, "log": True}},
+        baselines=[], pruner={"type": "none"}, training={"max_train_images": 100, "epochs": 3},
+    )  # fmt: skip
+    result = run_sweeper("worker", str(path), "--storage", pg_url, env=cli_env)
+    assert result.returncode == 0, result.stderr
+    finished = trials(pg_url, "exploding")
+    assert [t.state.name for t in finished] == ["PRUNED", "PRUNED"]
+    for trial in finished:
+        assert re.fullmatch(r"loss became (nan|inf|-inf) at epoch 1", trial.user_attrs["prune_reason"])
+        assert len(trial.user_attrs["history"]["loss"]) == 1
+    report = run_sweeper("report", "exploding", "--storage", pg_url, "-f", "json", env=cli_env)
+    assert '"nonfinite_loss_trials": 2' in report.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["report", "smoke", "--format", "xml"], r"argument -f/--format: invalid choice: 'xml'"),
+        (["worker", "studies/smoke.toml", "--gpu", "cuda"], r"--gpu takes auto, none or a GPU index"),
+        (["sweep", "studies/smoke.toml", "--workers", "0"], r"--workers: must be at least 1, got 0"),
+        (["report", "no-such-study"], r"no study named 'no-such-study' .*\(studies: smoke\)"),
+    ],
+    ids=["format", "gpu", "workers", "unknown-study"],
+)
+def test_cli_mistakes(args: list[str], message: str, populated: str, cli_env: dict) -> None:
+    before = snapshot(populated)
+    result = run_sweeper(*args, env={**cli_env, "SWEEPER_STORAGE": populated}, cwd=ROOT)
+    assert_refused(result, 2, message)
+    assert snapshot(populated) == before
+
+
+def test_passwords_never_shown(password_pg: ThrowawayPostgres, cli_env: dict, tmp_path: Path) -> None:
+    secret = password_pg.password
+    path = study_file(tmp_path, study={"name": "secret", "budget": 1}, training={"max_train_images": 100})
+    outputs = []
+    runs = [
+        ("worker", str(path), "--storage", password_pg.url),
+        ("studies", "--storage", password_pg.url),
+        ("studies", "--storage", password_pg.url, "-f", "json"),
+        ("report", "secret", "--storage", password_pg.url),
+        ("report", "secret", "--storage", password_pg.url, "-f", "html", "--out", str(tmp_path / "r.html")),
+        ("report", "missing", "--storage", password_pg.url),
+    ]
+    for args in runs:
+        result = run_sweeper(*args, env=cli_env)
+        outputs.append(result.stdout + result.stderr)
+    assert "postgresql://postgres:***@127.0.0.1" in outputs[1]
+    assert all(secret not in out for out in outputs), [o for o in outputs if secret in o]
+    assert secret not in (tmp_path / "r.html").read_text()
+
+    # The password can come from a file instead (Docker secrets), and is not shown either.
+    password_file = tmp_path / "db-password"
+    password_file.write_text(secret + "\n")
+    url = password_pg.url.replace(f":{secret}", "")
+    result = run_sweeper("studies", "--storage", url, env={**cli_env, "SWEEPER_STORAGE_PASSWORD_FILE": str(password_file)})
+    assert result.returncode == 0 and "secret" in result.stdout and secret not in result.stdout + result.stderr
+
+
+_KEYS = st.sampled_from(["study", "space", "training", "sampler", "pruner", "fleet", "baselines", "name", "budget", "low", "high",
+                         "log", "choices", "epochs", "batch_size", "type", "seed", "dropout", "batchnorm", "learning_rate", "x"])  # fmt: skip
+_SCALARS = st.one_of(st.integers(-10, 10**4), st.floats(allow_nan=False), st.booleans(), st.text(max_size=8), st.sampled_from(["tpe", "median", "hyperband", "none"]))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=5)), max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=st.dictionaries(_KEYS, _VALUES, max_size=7), raw=st.text(max_size=60), use_raw=st.booleans())
+def test_loader_returns_a_spec_or_its_own_error(document: dict, raw: str, use_raw: bool) -> None:
+    try:
+        text = raw if use_raw else tomli_w.dumps(document)
+    except (TypeError, ValueError):
+        return  # not expressible as TOML
+    try:
+        spec = studyfile.parse(text)
+    except StudyFileError as exc:
+        assert str(exc).strip()
+        return
+    assert isinstance(spec, studyfile.StudySpec)
+
+
+@settings(max_examples=100, deadline=None)
+@given(edits=st.dictionaries(st.sampled_from(["budget", "epochs", "batch_size", "low", "high"]), st.integers(-3, 3), min_size=1))
+def test_loader_on_near_miss_study_files(edits: dict) -> None:
+    text = SMOKE_TEXT
+    for key, value in edits.items():
+        text = re.sub(rf"^{key} = .*$", f"{key} = {value}", text, count=1, flags=re.M)
+    try:
+        studyfile.parse(text)
+    except StudyFileError:
+        pass
