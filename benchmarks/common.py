@@ -1,0 +1,83 @@
+"""Shared by the benchmarks: the machine's description, result files, tables, a scratch PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy
+from tabulate import tabulate
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+SHARED_SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset" / "cifar-10-batches-py"
+FIXTURE = ROOT / "tests" / "fixtures" / "cifar-10-batches-py"
+
+
+def machine() -> dict[str, Any]:
+    import numpy
+    import optuna
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    memory_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")))
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kib / 2**20, 1),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "optuna": optuna.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def data_dir() -> Path:
+    """The real CIFAR-10 subset when present, else the committed slice (said in the results)."""
+    given = os.environ.get("SWEEPER_DATA_DIR")
+    if given:
+        return Path(given)
+    return SHARED_SUBSET if SHARED_SUBSET.is_dir() else FIXTURE
+
+
+def write(name: str, mode: str, rows: list[dict[str, Any]], summary: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}-{mode}.json"
+    path.write_text(json.dumps({"benchmark": name, "mode": mode, "machine": machine(), "summary": summary, "rows": rows}, indent=2))
+    print(tabulate(rows, headers="keys", floatfmt=".4g"))
+    print(json.dumps(summary, indent=2))
+    print(f"written to {path.relative_to(ROOT)}")
+    return path
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+@contextlib.contextmanager
+def scratch_postgres() -> Iterator[str]:
+    """A new database on $SWEEPER_BENCH_POSTGRES_URL (default: the local server), dropped afterwards."""
+    server = os.environ.get("SWEEPER_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    name = f"sweeper_bench_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sqlalchemy.engine.make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def sweeper(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sweeper", *args], env=env, cwd=cwd, capture_output=True, text=True, check=False)

@@ -1,0 +1,105 @@
+"""Benchmark 4, part 2: the study's sampler + pruner against random search, replayed on real curves.
+
+Each suggested configuration is answered from the tabular benchmark (nearest grid point: same
+batch normalization, nearest dropout, nearest learning rate on a log scale), epoch by epoch, so
+pruning stops a trial exactly where it would have stopped in training. Both sides get the study's
+trial budget; random search runs without pruning. For each seed: random's final best val_acc,
+its epochs, and the epochs the study's configuration needed to reach that val_acc. Sampler and
+pruner are built by `sweeper.search` from the study file, exactly as workers build them.
+
+    python -m benchmarks.search_efficiency [--table PATH] [--seeds 10] [--study FILE] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import warnings
+from pathlib import Path
+
+import optuna
+
+from benchmarks.build_table import TABLE
+from benchmarks.common import ROOT, write
+from sweeper import search, studyfile
+from sweeper.studyfile import StudySpec
+
+
+class Table:
+    def __init__(self, path: Path) -> None:
+        self.rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if not self.rows:
+            raise SystemExit(f"{path} is empty: build it with python -m benchmarks.build_table")
+        self.epochs = min(row["epochs"] for row in self.rows)
+
+    def curve(self, params: dict) -> list[float]:
+        def distance(row: dict) -> tuple:
+            c = row["config"]
+            return (c["batchnorm"] != params["batchnorm"], abs(c["dropout"] - params["dropout"]),
+                    abs(math.log10(c["learning_rate"]) - math.log10(params["learning_rate"])))  # fmt: skip
+
+        return min(self.rows, key=distance)["val_acc"][: self.epochs]
+
+
+def replay(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list[tuple[int, float]]:
+    """(epochs spent so far, best finished val_acc so far) after each trial."""
+    spec = spec.model_copy(update={
+        "training": spec.training.model_copy(update={"epochs": table.epochs}),
+        "sampler": spec.sampler.model_copy(update={"seed": seed}) if tuned else studyfile.RandomSampler(type="random", seed=seed),
+    })  # fmt: skip
+    pruner = search.make_pruner(spec) if tuned else optuna.pruners.NopPruner()
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    if tuned:
+        for baseline in spec.baselines:
+            study.enqueue_trial(baseline.model_dump())
+    spent, best, trace = 0, -1.0, []
+    for number in range(spec.study.budget):
+        study.sampler = search.make_sampler(spec, number)
+        trial = study.ask(spec.space.distributions())
+        curve = table.curve(trial.params)
+        for epoch, value in enumerate(curve, start=1):
+            spent += 1
+            trial.report(value, epoch)
+            if trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, max(curve))
+            best = max(best, max(curve))
+        trace.append((spent, best))
+    return trace
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", type=Path, default=TABLE)
+    parser.add_argument("--study", type=Path, default=ROOT / "studies" / "cifar10-regularization.toml")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="3 seeds")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    spec, table = studyfile.load(args.study), Table(args.table)
+    rows = []
+    for seed in range(3 if args.quick else args.seeds):
+        random_trace = replay(spec, table, seed, tuned=False)
+        target, random_epochs = random_trace[-1][1], random_trace[-1][0]
+        tuned_trace = replay(spec, table, seed, tuned=True)
+        reached = next((spent for spent, best in tuned_trace if best >= target), None)
+        rows.append({"seed": seed, "random best": target, "random epochs": random_epochs,
+                     "study epochs to reach it": reached, "study best": tuned_trace[-1][1],
+                     "ratio": (reached / random_epochs) if reached else math.inf})  # fmt: skip
+    ratio = statistics.median(r["ratio"] for r in rows)
+    summary = {
+        "table": str(args.table.relative_to(ROOT) if args.table.is_relative_to(ROOT) else args.table),
+        "configurations": len(table.rows), "epochs": table.epochs, "budget": spec.study.budget,
+        "sampler": spec.sampler.model_dump(), "pruner": spec.pruner.model_dump(),
+        "median_epoch_ratio": ratio, "goal": "median ratio <= 1/3", "meets_goal": ratio <= 1 / 3,
+    }  # fmt: skip
+    write("search_efficiency", "quick" if args.quick else "full", rows, summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Benchmark 2: orchestration time per trial as a study grows, on PostgreSQL and the SQLite default.
+
+Each trial goes through the worker's own code: claim (lock, reap, count, ask with the study's TPE
+sampler), 30 epochs of report + pruning check with the study's Hyperband pruner, then the
+attributes and tell. The objective is a no-op: a made-up learning curve from the parameters.
+The two storages are interleaved trial by trial, so machine noise hits both alike.
+
+    python -m benchmarks.storage_cost [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import ROOT, median, scratch_postgres, write
+from sweeper import storage, studyfile
+from sweeper.worker import Worker, open_study
+
+
+def _curve(params: dict, epoch: int) -> float:
+    """A plausible val_acc curve: better near lr 1e-3, saturating with epochs."""
+    quality = math.exp(-((math.log10(params["learning_rate"]) + 3) ** 2)) * (0.8 - 0.3 * params["dropout"])
+    return 0.1 + quality * (1 - math.exp(-epoch / 8))
+
+
+def _one_trial(worker: Worker, epochs: int) -> float:
+    started = time.perf_counter()
+    trial = worker._claim()
+    history: dict[str, list[float]] = {"val_acc": [], "acc": []}
+    pruned = False
+    for epoch in range(1, epochs + 1):
+        value = _curve(trial.params, epoch)
+        history["val_acc"].append(value)
+        history["acc"].append(value + 0.05)
+        if worker._report(trial, value, epoch):
+            pruned = True
+            break
+    from optuna.trial import TrialState
+
+    state = TrialState.PRUNED if pruned else TrialState.COMPLETE
+    worker._record(trial, {"worker": worker.name}, history, started, state, None if pruned else max(history["val_acc"]))
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="checkpoints at 20 and 100 trials instead of 100 and 1000")
+    args = parser.parse_args()
+    small, large = (20, 100) if args.quick else (100, 1000)
+    window = 10 if args.quick else 20
+    spec = studyfile.load(ROOT / "studies" / "cifar10-regularization.toml")
+    spec = spec.model_copy(update={"study": spec.study.model_copy(update={"budget": large + window})})
+    epochs = spec.training.epochs
+
+    with scratch_postgres() as pg_url, tempfile.TemporaryDirectory() as tmp:
+        urls = {"postgresql": storage.resolve_url(pg_url), "sqlite": f"sqlite:///{Path(tmp) / 'bench.db'}"}
+        workers = {}
+        for name, url in urls.items():
+            store = storage.connect(url, heartbeat_seconds=spec.fleet.heartbeat_seconds, stale_after_seconds=spec.fleet.stale_after_seconds)
+            workers[name] = Worker(spec, store, open_study(store, spec), Path(tmp), child=object())
+        times: dict[str, list[float]] = {name: [] for name in urls}
+        for _ in range(large + window):
+            for name, worker in workers.items():  # interleaved: PostgreSQL, SQLite, PostgreSQL, ...
+                times[name].append(_one_trial(worker, epochs))
+        for worker in workers.values():
+            worker.store.close()
+
+    rows, summary = [], {"epochs_per_trial": epochs, "window": window}
+    for name, series in times.items():
+        at_small = median(series[small - window // 2 : small + window // 2]) * 1000
+        at_large = median(series[large : large + window]) * 1000
+        rows.append({"storage": name, f"ms/trial at {small}": at_small, f"ms/trial at {large}": at_large, "growth": at_large / at_small})
+        summary[name] = {"ms_per_trial_small": at_small, "ms_per_trial_large": at_large, "growth": at_large / at_small}
+    summary["goal_postgresql"] = "<= 50 ms per trial at 1000 trials and growth <= 3x"
+    write("storage_cost", "quick" if args.quick else "full", rows, summary)
+
+
+if __name__ == "__main__":
+    main()

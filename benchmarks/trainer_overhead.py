@@ -1,0 +1,107 @@
+"""Benchmark 1: what the worker costs compared with a plain `model.fit` script, trial for trial.
+
+A: `benchmarks/plain_fit.py`, the tutorial's script. B: the same trial (same model, data, seed,
+epochs) through `sweeper worker` with its storage, reporting, pruning checks and child process,
+as configured in the real study (one child process per trial). Runs alternate A B A B.
+Reports the per-epoch throughput ratio (A's epoch time over B's, epochs after the first, which
+carries graph tracing in both) and the fixed per-trial overhead: wall time minus epoch time.
+
+    python -m benchmarks.trainer_overhead [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import tomli_w
+
+from benchmarks.common import ROOT, data_dir, median, sweeper, write
+
+PARAMS = {"dropout": 0.2, "batchnorm": False, "learning_rate": 1e-4}
+
+
+def _plain(folder: Path, epochs: int, images: int) -> dict:
+    started = time.time()
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "plain_fit.py"), str(folder), str(epochs), str(images),
+         "0.2", "false", "1e-4", "42"],
+        capture_output=True, text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )  # fmt: skip
+    wall = time.time() - started
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"side": "A plain fit", "wall": wall, "epoch_seconds": result["epoch_seconds"], "val_acc": result["val_acc"][-1]}
+
+
+def _worker(folder: Path, epochs: int, images: int, tmp: Path, index: int) -> dict:
+    spec = tomllib_load(ROOT / "studies" / "cifar10-regularization.toml")
+    spec["study"].update(name=f"overhead-{index}", budget=1)
+    spec["training"].update(epochs=epochs, **({"max_train_images": images} if images else {}))
+    spec["space"] = {"dropout": {"low": 0.2, "high": 0.2}, "batchnorm": {"choices": [False]},
+                     "learning_rate": {"low": 1e-4, "high": 1e-4, "log": True}}  # fmt: skip
+    spec["sampler"]["seed"] = 42  # trial 0's seed = 42 + 0, as in side A
+    path = tmp / f"overhead-{index}.toml"
+    path.write_text(tomli_w.dumps(spec))
+    url = f"sqlite:///{tmp / 'overhead.db'}"
+    started = time.time()
+    result = sweeper("worker", str(path), "--storage", url, "--data-dir", str(folder), "--gpu", "none",
+                     env={**os.environ, "SWEEPER_CACHE_DIR": str(tmp / "cache")})  # fmt: skip
+    wall = time.time() - started
+    if result.returncode:
+        raise SystemExit(result.stderr)
+    [trial] = optuna.load_study(study_name=f"overhead-{index}", storage=url).get_trials()
+    history = trial.user_attrs["history"]
+    return {"side": "B sweeper worker", "wall": wall, "epoch_seconds": history["epoch_seconds"], "val_acc": history["val_acc"][-1]}
+
+
+def tomllib_load(path: Path) -> dict:
+    import tomllib
+
+    return tomllib.loads(path.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="3 epochs on 1,000 images instead of 30 on the whole subset")
+    parser.add_argument("--rounds", type=int, default=2, help="A B pairs")
+    args = parser.parse_args()
+    epochs, images = (3, 1000) if args.quick else (30, 0)
+    folder = data_dir()
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for index in range(args.rounds):
+            runs.append(_plain(folder, epochs, images))
+            runs.append(_worker(folder, epochs, images, Path(tmp), index))
+            print(runs[-2]["side"], round(runs[-2]["wall"], 2), "|", runs[-1]["side"], round(runs[-1]["wall"], 2), flush=True)
+    rows = []
+    for run in runs:
+        steady = median(run["epoch_seconds"][1:])
+        rows.append({"side": run["side"], "wall s": run["wall"], "epochs s": sum(run["epoch_seconds"]),
+                     "steady epoch s": steady, "fixed overhead s": run["wall"] - sum(run["epoch_seconds"]),
+                     "final val_acc": run["val_acc"]})  # fmt: skip
+    a = [r for r in rows if r["side"].startswith("A")]
+    b = [r for r in rows if r["side"].startswith("B")]
+    throughput_ratio = median([r["steady epoch s"] for r in a]) / median([r["steady epoch s"] for r in b])
+    overhead_b = median([r["fixed overhead s"] for r in b])
+    overhead_a = median([r["fixed overhead s"] for r in a])
+    thirty_epoch_trial = 30 * median([r["steady epoch s"] for r in b])
+    summary = {
+        "data": str(folder), "epochs": epochs, "train_images": images or "all",
+        "throughput_ratio": throughput_ratio,
+        "fixed_overhead_seconds": {"plain": overhead_a, "worker": overhead_b, "worker_minus_plain": overhead_b - overhead_a},
+        "worker_overhead_vs_30_epoch_trial": overhead_b / thirty_epoch_trial,
+        "extra_overhead_vs_30_epoch_trial": (overhead_b - overhead_a) / thirty_epoch_trial,
+        "goal": "throughput ratio >= 0.97; per-trial overhead <= 2% of a 30-epoch trial on the real subset",
+    }  # fmt: skip
+    write("trainer_overhead", "quick" if args.quick else "full", rows, summary)
+
+
+if __name__ == "__main__":
+    main()

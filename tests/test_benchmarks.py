@@ -1,0 +1,60 @@
+"""Every benchmark runs in its smallest mode and writes its result file (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURE_DATA, ROOT
+
+
+def _run(module: str, *args: str, env: dict) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture
+def bench_env(pg_server: str, cache_dir: Path) -> dict:
+    return {**os.environ, "SWEEPER_BENCH_POSTGRES_URL": pg_server, "SWEEPER_DATA_DIR": str(FIXTURE_DATA),
+            "SWEEPER_CACHE_DIR": str(cache_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
+
+
+def _result(name: str) -> dict:
+    return json.loads((ROOT / "benchmarks" / "results" / f"{name}-quick.json").read_text())
+
+
+def test_trainer_overhead_quick(bench_env: dict) -> None:
+    _run("trainer_overhead", "--quick", "--rounds", "1", env=bench_env)
+    result = _result("trainer_overhead")
+    assert result["summary"]["throughput_ratio"] > 0 and len(result["rows"]) == 2
+    assert result["machine"]["cores"] >= 1
+
+
+def test_storage_cost_quick(bench_env: dict) -> None:
+    _run("storage_cost", "--quick", env=bench_env)
+    summary = _result("storage_cost")["summary"]
+    assert summary["postgresql"]["ms_per_trial_large"] > 0 and summary["sqlite"]["ms_per_trial_large"] > 0
+
+
+def test_worker_scaling_quick(bench_env: dict) -> None:
+    _run("worker_scaling", "--quick", env=bench_env)
+    summary = _result("worker_scaling")["summary"]
+    assert summary["exact_budget_everywhere"] is True
+
+
+def test_search_efficiency_on_a_tiny_real_table(bench_env: dict, tmp_path: Path) -> None:
+    table = tmp_path / "table.jsonl"
+    _run("build_table", "--quick", "--table", str(table), env=bench_env)
+    assert len(table.read_text().splitlines()) == 2
+    _run("build_table", "--quick", "--table", str(table), env=bench_env)  # resumes: nothing to add
+    assert len(table.read_text().splitlines()) == 2
+    _run("search_efficiency", "--quick", "--table", str(table), env=bench_env)
+    rows = _result("search_efficiency")["rows"]
+    assert len(rows) == 3 and all(0 < r["random best"] <= 1 for r in rows)
