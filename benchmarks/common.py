@@ -10,22 +10,27 @@ import statistics
 import subprocess
 import sys
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import optuna
 import sqlalchemy
 from tabulate import tabulate
 
+# Benchmarks print their own tables; Optuna's per-study info lines and experimental notes are noise.
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = Path(os.environ.get("SWEEPER_BENCH_RESULTS") or ROOT / "benchmarks" / "results")
 SHARED_SUBSET = ROOT.parent / "shared" / "data" / "cifar10-subset" / "cifar-10-batches-py"
 FIXTURE = ROOT / "tests" / "fixtures" / "cifar-10-batches-py"
 
 
 def machine() -> dict[str, Any]:
     import numpy
-    import optuna
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())  # fmt: skip
@@ -55,7 +60,7 @@ def write(name: str, mode: str, rows: list[dict[str, Any]], summary: dict[str, A
     path.write_text(json.dumps({"benchmark": name, "mode": mode, "machine": machine(), "summary": summary, "rows": rows}, indent=2))
     print(tabulate(rows, headers="keys", floatfmt=".4g"))
     print(json.dumps(summary, indent=2))
-    print(f"written to {path.relative_to(ROOT)}")
+    print(f"written to {path}")
     return path
 
 

@@ -56,8 +56,9 @@ def replay(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list[tuple[
             study.enqueue_trial(baseline.model_dump())
     spent, best, trace = 0, -1.0, []
     for number in range(spec.study.budget):
+        trial = study.ask()
         study.sampler = search.make_sampler(spec, number)
-        trial = study.ask(spec.space.distributions())
+        search.suggest(trial, spec)
         curve = table.curve(trial.params)
         for epoch, value in enumerate(curve, start=1):
             spent += 1

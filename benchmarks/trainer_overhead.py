@@ -71,8 +71,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 epochs on 1,000 images instead of 30 on the whole subset")
     parser.add_argument("--rounds", type=int, default=2, help="A B pairs")
+    parser.add_argument("--epochs", type=int, help="epochs per run (default 3 quick, 30 full)")
     args = parser.parse_args()
     epochs, images = (3, 1000) if args.quick else (30, 0)
+    epochs = args.epochs or epochs
     folder = data_dir()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +102,7 @@ def main() -> None:
         "extra_overhead_vs_30_epoch_trial": (overhead_b - overhead_a) / thirty_epoch_trial,
         "goal": "throughput ratio >= 0.97; per-trial overhead <= 2% of a 30-epoch trial on the real subset",
     }  # fmt: skip
-    write("trainer_overhead", "quick" if args.quick else "full", rows, summary)
+    write("trainer_overhead", "quick" if args.quick else f"full-{epochs}-epochs", rows, summary)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Each worker is a real process running the worker's own loop (claims under the study lock,
 heartbeats, reports, pruning checks, tell), with a training child that sleeps through each
-"epoch" instead of training, so the 2 cores are not what limits the fleet. Worker counts run
+"epoch" instead of training, so the 2 cores are not what limits the fleet. Workers connect,
+then start together, so the rate is the running fleet's, not Python's start-up. Worker counts run
 up then down (1 2 4 8 8 4 2 1) and are averaged, so drift hits every count alike.
 
     python -m benchmarks.worker_scaling [--quick]
@@ -65,19 +66,24 @@ class SleepingChild:
         pass
 
 
-def _run_worker(url: str, spec_json: dict, epoch_seconds: float) -> None:
+def _run_worker(url: str, spec_json: dict, epoch_seconds: float, start: Any) -> None:
+    import benchmarks.common  # noqa: F401  (quiet Optuna in this spawned process too)
+
     spec = StudySpec.model_validate(spec_json)
     fleet = spec.fleet
     store = storage.connect(url, heartbeat_seconds=fleet.heartbeat_seconds, stale_after_seconds=fleet.stale_after_seconds)
     try:
-        Worker(spec, store, open_study(store, spec), Path("."), child=SleepingChild(epoch_seconds)).run()
+        worker = Worker(spec, store, open_study(store, spec), Path("."), child=SleepingChild(epoch_seconds))
+        start.wait()  # all workers connected: time the fleet, not Python's start-up on 2 cores
+        worker.run()
     finally:
         store.close()
 
 
 def _rate(url: str, spec: StudySpec, workers: int, epoch_seconds: float) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=_run_worker, args=(url, spec.model_dump(mode="json"), epoch_seconds)) for _ in range(workers)]
+    start = context.Barrier(workers)
+    processes = [context.Process(target=_run_worker, args=(url, spec.model_dump(mode="json"), epoch_seconds, start)) for _ in range(workers)]
     for process in processes:
         process.start()
     for process in processes:
@@ -96,8 +102,11 @@ def _rate(url: str, spec: StudySpec, workers: int, epoch_seconds: float) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one pass up, fewer trials per worker")
+    parser.add_argument("--epoch-seconds", type=float, default=0.2, help="sleep per epoch (real epochs take seconds)")
+    parser.add_argument("--trials-per-worker", type=int)
     args = parser.parse_args()
-    per_worker, epochs, epoch_seconds = (4, 5, 0.2) if args.quick else (8, 10, 0.2)
+    per_worker, epochs, epoch_seconds = (4, 5, args.epoch_seconds) if args.quick else (8, 10, args.epoch_seconds)
+    per_worker = args.trials_per_worker or per_worker
     order = COUNTS if args.quick else COUNTS + COUNTS[::-1]
     base = studyfile.load(ROOT / "studies" / "cifar10-regularization.toml")
     runs: list[dict[str, Any]] = []
@@ -121,7 +130,7 @@ def main() -> None:
         "efficiency_at_8": rows[-1]["efficiency"], "exact_budget_everywhere": all(r["exact budget"] for r in rows),
         "goal": "trials/min at 8 workers >= 0.9 x 8 x the 1-worker rate, and exactly the budget finished",
     }  # fmt: skip
-    write("worker_scaling", "quick" if args.quick else "full", rows, summary)
+    write("worker_scaling", "quick" if args.quick else f"full-{epoch_seconds:g}s-epochs", rows, summary)
 
 
 if __name__ == "__main__":

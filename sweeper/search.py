@@ -21,6 +21,17 @@ def make_sampler(spec: StudySpec, trial_number: int) -> optuna.samplers.BaseSamp
     )
 
 
+def suggest(trial: optuna.trial.Trial, spec: StudySpec) -> dict:
+    """Draw the trial's parameters (or read the fixed ones of a queued trial)."""
+    params = {}
+    for name, dist in spec.space.distributions().items():
+        if isinstance(dist, optuna.distributions.FloatDistribution):
+            params[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+        else:
+            params[name] = trial.suggest_categorical(name, dist.choices)
+    return params
+
+
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     pruner = spec.pruner
     if pruner.type == "median":
@@ -34,3 +45,22 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     if pruner.type == "threshold":
         return optuna.pruners.ThresholdPruner(lower=pruner.lower, n_warmup_steps=pruner.n_warmup_steps)
     return optuna.pruners.NopPruner()
+
+
+def can_prune_at(spec: StudySpec, epoch: int) -> bool:
+    """Whether the study's pruner could stop a trial after this epoch.
+
+    Asking the pruner costs a read of the trial (and for Hyperband a write) on every call, so the
+    worker asks only where the answer can be "prune": Hyperband decides exactly at its rungs
+    (min_resource × reduction_factor^k, the union over its brackets), the median and threshold
+    pruners from their warm-up on. The decisions are the same as asking after every epoch.
+    """
+    pruner = spec.pruner
+    if pruner.type == "hyperband":
+        rung = pruner.min_resource
+        while rung < epoch:
+            rung *= pruner.reduction_factor
+        return rung == epoch
+    if pruner.type in ("median", "threshold"):
+        return epoch >= pruner.n_warmup_steps
+    return False

@@ -94,8 +94,7 @@ class Progress:
         return self.finished + self.running >= self.budget
 
 
-def progress(study: optuna.Study, budget: int) -> Progress:
-    trials = study.get_trials(deepcopy=False)
+def progress(trials: list[optuna.trial.FrozenTrial], budget: int) -> Progress:
     return Progress(
         finished=sum(t.state in FINISHED_STATES for t in trials),
         running=sum(t.state == TrialState.RUNNING for t in trials),
@@ -172,16 +171,20 @@ class Worker:
         with self.store.lock(self.spec.name), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "heartbeat is supposed to be used with optimize"
             self._reap_unlocked()
-            now = progress(self.study, self.spec.study.budget)
+            trials = self.study.get_trials(deepcopy=False)
+            now = progress(trials, self.spec.study.budget)
             if now.done:
                 log.info("%s: study %s is complete (%d/%d trials finished)", self.name, self.spec.name, now.finished, now.budget)
                 return None
             if now.full:
                 return now
-            self.study.sampler = search.make_sampler(self.spec, len(self.study.get_trials(deepcopy=False)))
-            trial = self.study.ask(self.spec.space.distributions())
+            trial = self.study.ask()  # a new trial, or the next queued baseline or retry
             self.store.storage.record_heartbeat(trial._trial_id)
             trial.set_user_attr("worker", self.name)  # who holds it, visible while it runs
+        # Sampling (TPE reads the whole history) happens outside the lock, so claims stay short;
+        # the per-trial seed and constant_liar keep concurrent workers from choosing alike.
+        self.study.sampler = search.make_sampler(self.spec, trial.number)
+        search.suggest(trial, self.spec)
         return trial
 
     def _run_trial(self, trial: optuna.trial.Trial) -> TrialState:
@@ -243,11 +246,10 @@ class Worker:
                 pruned_because = f"pruned by {self.spec.pruner.type} at epoch {epoch}"
             self._child.reply(keep_going=not pruned_because)
 
-    @staticmethod
-    def _report(trial: optuna.trial.Trial, val_acc: float, epoch: int) -> bool:
+    def _report(self, trial: optuna.trial.Trial, val_acc: float, epoch: int) -> bool:
         """Report the epoch; True if the pruner says stop."""
         trial.report(val_acc, epoch)
-        return trial.should_prune()
+        return search.can_prune_at(self.spec, epoch) and trial.should_prune()
 
     def _reap(self) -> None:
         with self.store.lock(self.spec.name):
@@ -272,7 +274,7 @@ class Worker:
         if state == TrialState.COMPLETE and value is None:
             state = TrialState.FAIL
         frozen = self._record(trial, attrs, history, started, state, value if state == TrialState.COMPLETE else None)
-        now = self._db(lambda: progress(self.study, self.spec.study.budget), "counting trials")
+        now = self._db(lambda: progress(self.study.get_trials(deepcopy=False), self.spec.study.budget), "counting trials")
         log.info(
             "%s: trial %d %s val_acc=%s epochs=%d %.1fs [%d/%d finished]",
             self.name, frozen.number, frozen.state.name, _fmt(frozen.value), len(history.get("val_acc", [])),

@@ -20,41 +20,48 @@ def _run(module: str, *args: str, env: dict) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bench-results")
+
+
 @pytest.fixture
-def bench_env(pg_server: str, cache_dir: Path) -> dict:
+def bench_env(pg_server: str, cache_dir: Path, results_dir: Path) -> dict:
     return {**os.environ, "SWEEPER_BENCH_POSTGRES_URL": pg_server, "SWEEPER_DATA_DIR": str(FIXTURE_DATA),
-            "SWEEPER_CACHE_DIR": str(cache_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
+            "SWEEPER_CACHE_DIR": str(cache_dir), "TF_CPP_MIN_LOG_LEVEL": "2",
+            "SWEEPER_BENCH_RESULTS": str(results_dir)}  # fmt: skip
 
 
-def _result(name: str) -> dict:
-    return json.loads((ROOT / "benchmarks" / "results" / f"{name}-quick.json").read_text())
+@pytest.fixture
+def result(results_dir: Path):
+    return lambda name: json.loads((results_dir / f"{name}-quick.json").read_text())
 
 
-def test_trainer_overhead_quick(bench_env: dict) -> None:
+def test_trainer_overhead_quick(bench_env: dict, result) -> None:
     _run("trainer_overhead", "--quick", "--rounds", "1", env=bench_env)
-    result = _result("trainer_overhead")
-    assert result["summary"]["throughput_ratio"] > 0 and len(result["rows"]) == 2
-    assert result["machine"]["cores"] >= 1
+    written = result("trainer_overhead")
+    assert written["summary"]["throughput_ratio"] > 0 and len(written["rows"]) == 2
+    assert written["machine"]["cores"] >= 1
 
 
-def test_storage_cost_quick(bench_env: dict) -> None:
+def test_storage_cost_quick(bench_env: dict, result) -> None:
     _run("storage_cost", "--quick", env=bench_env)
-    summary = _result("storage_cost")["summary"]
+    summary = result("storage_cost")["summary"]
     assert summary["postgresql"]["ms_per_trial_large"] > 0 and summary["sqlite"]["ms_per_trial_large"] > 0
 
 
-def test_worker_scaling_quick(bench_env: dict) -> None:
+def test_worker_scaling_quick(bench_env: dict, result) -> None:
     _run("worker_scaling", "--quick", env=bench_env)
-    summary = _result("worker_scaling")["summary"]
+    summary = result("worker_scaling")["summary"]
     assert summary["exact_budget_everywhere"] is True
 
 
-def test_search_efficiency_on_a_tiny_real_table(bench_env: dict, tmp_path: Path) -> None:
+def test_search_efficiency_on_a_tiny_real_table(bench_env: dict, result, tmp_path: Path) -> None:
     table = tmp_path / "table.jsonl"
     _run("build_table", "--quick", "--table", str(table), env=bench_env)
     assert len(table.read_text().splitlines()) == 2
     _run("build_table", "--quick", "--table", str(table), env=bench_env)  # resumes: nothing to add
     assert len(table.read_text().splitlines()) == 2
     _run("search_efficiency", "--quick", "--table", str(table), env=bench_env)
-    rows = _result("search_efficiency")["rows"]
+    rows = result("search_efficiency")["rows"]
     assert len(rows) == 3 and all(0 < r["random best"] <= 1 for r in rows)
