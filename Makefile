@@ -19,6 +19,7 @@ setup: $(VENV)/.installed
 
 demo: setup
 	$(BIN)/sweeper sweep studies/smoke.toml --workers 2
+	$(BIN)/sweeper report smoke
 
 # The dashboard's browser test drives Debian's Chromium (Playwright's own browser download
 # cannot work offline). Installing it needs root, as CI has; elsewhere the test says it skipped.

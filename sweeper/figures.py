@@ -172,9 +172,6 @@ def _on_off(flag: bool | None) -> str:
 
 # ---------------------------------------------------------------- figures
 
-FIGURES = ("regularizer", "learning_rate", "gap", "curves", "importance", "timeline")
-
-
 def all_figures(study: optuna.Study) -> dict[str, go.Figure]:
     table = rows(study)
     return {

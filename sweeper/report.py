@@ -16,9 +16,6 @@ from sweeper import figures
 from sweeper.errors import SweeperError
 from sweeper.storage import Store, mask
 
-FORMATS = ("table", "json", "csv", "html")
-
-
 def load_study(store: Store, name: str) -> optuna.Study:
     try:
         return optuna.load_study(study_name=name, storage=store.storage)
