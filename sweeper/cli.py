@@ -21,6 +21,7 @@ import optuna
 from tabulate import tabulate
 
 from sweeper import data, storage, studyfile
+from sweeper.studies import summaries
 from sweeper.errors import SweeperError
 
 log = logging.getLogger("sweeper")
@@ -175,7 +176,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     codes = [process.wait() for process in workers]
     store = storage.connect(url)
     try:
-        rows = [row for row in _study_rows(store) if row["study"] == spec.name]
+        rows = [row for row in summaries(store) if row["study"] == spec.name]
     finally:
         store.close()
     print(_table(rows))
@@ -185,7 +186,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_studies(args: argparse.Namespace) -> int:
     store = storage.connect(storage.resolve_url(args.storage))
     try:
-        rows = _study_rows(store)
+        rows = summaries(store)
     finally:
         store.close()
     if args.format == "json":
@@ -228,12 +229,6 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         allow_writes=args.allow_writes,
         refresh_seconds=args.refresh_seconds,
     )
-
-
-def _study_rows(store: storage.Store) -> list[dict[str, Any]]:
-    from sweeper.studies import summaries
-
-    return summaries(store)
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -173,7 +174,7 @@ def prepare(data_dir: Path | None, training: Training, cache_dir: Path | None = 
         except OSError:
             if not target.is_dir():
                 raise
-            _remove_tree(staging)  # another worker got there first with the same content
+            shutil.rmtree(staging)  # another worker got there first with the same content
     except OSError as exc:
         raise DataError(f"cannot write the data cache in {cache_dir}: {exc} (set SWEEPER_CACHE_DIR)") from None
     return target
@@ -194,12 +195,6 @@ def _cache_key(data_dir: Path | None, training: Training, cache_dir: Path) -> st
         )
     recipe = f"{source}|{training.max_train_images}|{training.validation_split}|{training.split_seed}|v1"
     return hashlib.sha256(recipe.encode()).hexdigest()[:16]
-
-
-def _remove_tree(path: Path) -> None:
-    for child in path.iterdir():
-        child.unlink()
-    path.rmdir()
 
 
 def resolve_data_dir(cli_value: str | None) -> Path | None:
