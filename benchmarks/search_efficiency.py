@@ -21,7 +21,7 @@ from pathlib import Path
 
 import optuna
 
-from benchmarks.build_table import TABLE
+from benchmarks.build_table import TABLE, done, grid
 from benchmarks.common import ROOT, write
 from sweeper import search, studyfile
 from sweeper.studyfile import StudySpec
@@ -82,6 +82,9 @@ def main() -> None:
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if args.table == TABLE and len(done(TABLE)) < len(grid(quick=False)):
+        raise SystemExit(f"{TABLE} holds {len(done(TABLE))} of {len(grid(quick=False))} configurations: "
+                         "finish it with python -m benchmarks.build_table first")  # fmt: skip
     spec, table = studyfile.load(args.study), Table(args.table)
     rows = []
     for seed in range(3 if args.quick else args.seeds):
