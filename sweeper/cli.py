@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 from tabulate import tabulate
 
-from sweeper import data, storage, studyfile
+from sweeper import data, search, storage, studyfile
 from sweeper.studies import summaries
 from sweeper.errors import SweeperError
 
@@ -236,7 +236,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
         if isinstance(value, float):
             return f"{value:.4f}"
         if isinstance(value, dict):
-            return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+            return search.format_params(value)
         return "-" if value is None else value
 
     return tabulate([{k: cell(v) for k, v in row.items()} for row in rows], headers="keys")

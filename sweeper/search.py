@@ -32,6 +32,11 @@ def suggest(trial: optuna.trial.Trial, spec: StudySpec) -> dict:
     return params
 
 
+def format_params(params: dict) -> str:
+    """Parameters as one short line for logs and tables: dropout=0.31 batchnorm=True ..."""
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     pruner = spec.pruner
     if pruner.type == "median":

@@ -201,7 +201,7 @@ class Worker:
         fleet, training = self.spec.fleet, self.spec.training
         seed = self.spec.sampler.seed + trial.number
         params = {name: trial.params[name] for name in self.spec.space.distributions()}
-        log.info("%s: trial %d started: %s", self.name, trial.number, _format_params(params))
+        log.info("%s: trial %d started: %s", self.name, trial.number, search.format_params(params))
         started = time.monotonic()
         self._child.start(
             Job(params, training.epochs, training.batch_size, seed, training.jit_compile, training.mixed_precision)
@@ -336,10 +336,6 @@ def _finite_or(value: float, default: float) -> float:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
-
-
-def _format_params(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 def install_signal_handlers(on_stop: Callable[[str], None]) -> None:
