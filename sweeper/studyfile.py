@@ -147,6 +147,9 @@ class Fleet(_Strict):
     trials_per_child: Annotated[int, Field(ge=1)] = 1
     """Trials one training process runs before it is replaced: 1 isolates every trial."""
     poll_seconds: Annotated[float, Field(gt=0)] = 2.0
+    report_seconds: Annotated[float, Field(gt=0)] = 1.0
+    """Epochs longer than this reach the storage as they end; shorter ones are written together,
+    and always before the trial's result. The pruner sees every epoch at once either way."""
 
     @model_validator(mode="after")
     def _check_stale(self) -> Fleet:

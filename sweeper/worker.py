@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from sweeper import search, storage
 from sweeper.errors import SweeperError
 from sweeper.gpus import GpuSlot
+from sweeper.recorder import TrialRecorder
 from sweeper.storage import Store
 from sweeper.studyfile import StudySpec
 from sweeper.training import ChildLost, Job, TrainingProcess
@@ -206,6 +207,7 @@ class Worker:
         self._child.start(
             Job(params, training.epochs, training.batch_size, seed, training.jit_compile, training.mixed_precision)
         )
+        recorder = self.recorder(trial)
         history: dict[str, list[float]] = defaultdict(list)
         attrs: dict[str, Any] = {"seed": seed, "worker": self.name, "host": socket.gethostname(), "gpu": self.gpu.label}
         pruned_because = ""
@@ -213,7 +215,7 @@ class Worker:
         while True:
             if self.stop.is_set():
                 self._child.kill()
-                return self._fail(trial, attrs, history, f"worker stopped ({self._stop_reason})", started)
+                return self._fail(recorder, trial, attrs, history, f"worker stopped ({self._stop_reason})", started)
             message = self._child.receive(timeout=min(0.5, fleet.heartbeat_seconds / 2))
             now = time.monotonic()
             if now >= next_beat:
@@ -225,30 +227,33 @@ class Worker:
             if message is None:
                 continue
             if isinstance(message, ChildLost):
-                return self._fail(trial, attrs, history, message.reason, started)
+                return self._fail(recorder, trial, attrs, history, message.reason, started)
             kind, payload = message
             if kind == "error":
                 self._child.kill()
-                return self._fail(trial, attrs, history, payload, started)
+                return self._fail(recorder, trial, attrs, history, payload, started)
             if kind == "done":
                 attrs.update(payload)
                 state = TrialState.PRUNED if pruned_because else TrialState.COMPLETE
                 if pruned_because:
                     attrs["prune_reason"] = pruned_because
-                return self._finish(trial, state, attrs, history, started)
+                return self._finish(recorder, trial, state, attrs, history, started)
             for key in ("acc", "loss", "val_acc", "val_loss"):
                 history[key].append(payload.get(key, math.nan))
             history["epoch_seconds"].append(payload["seconds"])
             epoch, val_acc, loss = payload["epoch"], payload.get("val_acc", math.nan), payload.get("loss", math.nan)
             if not (math.isfinite(loss) and math.isfinite(val_acc)):
                 pruned_because = f"loss became {loss} at epoch {epoch}"
-            elif self._db(lambda: self._report(trial, val_acc, epoch), "reporting an epoch"):
+            elif self._db(lambda: self._report(recorder, trial, val_acc, epoch), "reporting an epoch"):
                 pruned_because = f"pruned by {self.spec.pruner.type} at epoch {epoch}"
             self._child.reply(keep_going=not pruned_because)
 
-    def _report(self, trial: optuna.trial.Trial, val_acc: float, epoch: int) -> bool:
+    def recorder(self, trial: optuna.trial.Trial) -> TrialRecorder:
+        return TrialRecorder(self.store, trial, self.spec.fleet.report_seconds)
+
+    def _report(self, recorder: TrialRecorder, trial: optuna.trial.Trial, val_acc: float, epoch: int) -> bool:
         """Report the epoch; True if the pruner says stop."""
-        trial.report(val_acc, epoch)
+        recorder.report(epoch, val_acc)
         return search.can_prune_at(self.spec, epoch) and trial.should_prune()
 
     def _reap(self) -> None:
@@ -266,14 +271,14 @@ class Worker:
             optuna.storages.fail_stale_trials(self.study)
 
     def _finish(
-        self, trial: optuna.trial.Trial, state: TrialState, attrs: dict, history: dict, started: float
+        self, recorder: TrialRecorder, trial: optuna.trial.Trial, state: TrialState, attrs: dict, history: dict, started: float
     ) -> TrialState:
         summary = _summarize(history)
         attrs.update(summary)
         value = summary.get("best_val_acc")
         if state == TrialState.COMPLETE and value is None:
             state = TrialState.FAIL
-        frozen = self._record(trial, attrs, history, started, state, value if state == TrialState.COMPLETE else None)
+        frozen = self._record(recorder, trial, attrs, history, started, state, value if state == TrialState.COMPLETE else None)
         now = self._db(lambda: progress(self.study.get_trials(deepcopy=False), self.spec.study.budget), "counting trials")
         log.info(
             "%s: trial %d %s val_acc=%s epochs=%d %.1fs [%d/%d finished]",
@@ -282,25 +287,33 @@ class Worker:
         )  # fmt: skip
         return frozen.state
 
-    def _fail(self, trial: optuna.trial.Trial, attrs: dict, history: dict, reason: str, started: float) -> TrialState:
+    def _fail(
+        self, recorder: TrialRecorder, trial: optuna.trial.Trial, attrs: dict, history: dict, reason: str, started: float
+    ) -> TrialState:
         """Mark the trial FAIL with its reason and queue the same parameters again (bounded)."""
         attrs["fail_reason"] = reason
         attrs.update(_summarize(history))
-        frozen = self._record(trial, attrs, history, started, TrialState.FAIL, None)
+        frozen = self._record(recorder, trial, attrs, history, started, TrialState.FAIL, None)
         frozen.user_attrs = {}  # the retry starts clean; the failure stays on this trial
         self._db(lambda: self._retry(self.study, frozen), "queueing a retry")
         log.warning("%s: trial %d FAIL: %s (queued again unless out of retries)", self.name, frozen.number, reason)
         return TrialState.FAIL
 
     def _record(
-        self, trial: optuna.trial.Trial, attrs: dict, history: dict, started: float, state: TrialState, value: float | None
+        self,
+        recorder: TrialRecorder,
+        trial: optuna.trial.Trial,
+        attrs: dict,
+        history: dict,
+        started: float,
+        state: TrialState,
+        value: float | None,
     ) -> optuna.trial.FrozenTrial:
-        """Store the attributes and the end state (a retried write that had landed counts as done)."""
+        """Store the epochs not yet stored, the attributes, then the end state (a retried write that had landed counts as done)."""
         attrs = {**attrs, "history": dict(history), "wall_seconds": time.monotonic() - started}
 
         def write() -> optuna.trial.FrozenTrial:
-            for key, val in attrs.items():
-                trial.set_user_attr(key, val)
+            recorder.write(attrs)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 return self.study.tell(trial, value, state=state)

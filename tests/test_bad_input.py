@@ -113,10 +113,11 @@ def test_changed_search_space_is_refused_with_the_difference(populated: str, cli
     "url, code, message",
     [
         ("mongodb://localhost/x", 2, r"unknown storage scheme 'mongodb'"),
+        ("mysql://root@127.0.0.1/x", 2, r"unknown storage scheme 'mysql'"),
         ("not a url", 2, r"not a storage URL"),
         ("postgresql://postgres@127.0.0.1:5432/sweeper_no_such_db", 1, r'database "sweeper_no_such_db" does not exist'),
     ],
-    ids=["unknown-scheme", "not-a-url", "database-missing"],
+    ids=["unknown-scheme", "mysql", "not-a-url", "database-missing"],
 )
 def test_storage_mistakes(url: str, code: int, message: str, cli_env: dict, tmp_path: Path) -> None:
     result = run_sweeper("worker", str(ROOT / "studies" / "smoke.toml"), "--storage", url, env=cli_env, cwd=tmp_path)
