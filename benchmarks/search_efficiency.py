@@ -23,6 +23,7 @@ import optuna
 
 from benchmarks.build_table import TABLE, done, grid
 from benchmarks.common import ROOT, write
+from tabulate import tabulate
 from sweeper import search, studyfile
 from sweeper.studyfile import StudySpec
 
@@ -73,12 +74,48 @@ def replay(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list[tuple[
     return trace
 
 
+# Sampler/pruner settings compared by --compare; the study file's own setting is always run.
+CANDIDATES: dict[str, dict] = {
+    "TPE, Hyperband(min 3, rf 3)": {"pruner": {"type": "hyperband", "min_resource": 3, "reduction_factor": 3}},
+    "TPE, Hyperband(min 1, rf 3)": {"pruner": {"type": "hyperband", "min_resource": 1, "reduction_factor": 3}},
+    "TPE, ASHA(min 1, rf 3)": {"pruner": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 3}},
+    "TPE, ASHA(min 3, rf 3)": {"pruner": {"type": "successive_halving", "min_resource": 3, "reduction_factor": 3}},
+    "TPE, median(warm-up 3)": {"pruner": {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 3}},
+    "TPE, no pruning": {"pruner": {"type": "none"}},
+}
+SAMPLERS: dict[str, dict] = {
+    "": {},
+    "multivariate ": {"multivariate": True},
+    "multivariate, 5 start-up ": {"multivariate": True, "n_startup_trials": 5},
+}
+
+
+def with_settings(spec: StudySpec, sampler: dict, pruner: dict) -> StudySpec:
+    data = spec.model_dump()
+    data["sampler"] = {**data["sampler"], "type": "tpe", **sampler}
+    data["pruner"] = pruner
+    return StudySpec.model_validate(data)
+
+
+def evaluate(spec: StudySpec, table: Table, randoms: list[list[tuple[int, float]]]) -> list[dict]:
+    rows = []
+    for seed, random_trace in enumerate(randoms):
+        target, random_epochs = random_trace[-1][1], random_trace[-1][0]
+        tuned_trace = replay(spec, table, seed, tuned=True)
+        reached = next((spent for spent, best in tuned_trace if best >= target), None)
+        rows.append({"seed": seed, "random best": target, "random epochs": random_epochs,
+                     "study epochs to reach it": reached, "study best": tuned_trace[-1][1], "study epochs": tuned_trace[-1][0],
+                     "ratio": (reached / random_epochs) if reached else math.inf})  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", type=Path, default=TABLE)
     parser.add_argument("--study", type=Path, default=ROOT / "studies" / "cifar10-regularization.toml")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="3 seeds")
+    parser.add_argument("--compare", action="store_true", help="also replay the candidate settings in CANDIDATES × SAMPLERS")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -86,15 +123,8 @@ def main() -> None:
         raise SystemExit(f"{TABLE} holds {len(done(TABLE))} of {len(grid(quick=False))} configurations: "
                          "finish it with python -m benchmarks.build_table first")  # fmt: skip
     spec, table = studyfile.load(args.study), Table(args.table)
-    rows = []
-    for seed in range(3 if args.quick else args.seeds):
-        random_trace = replay(spec, table, seed, tuned=False)
-        target, random_epochs = random_trace[-1][1], random_trace[-1][0]
-        tuned_trace = replay(spec, table, seed, tuned=True)
-        reached = next((spent for spent, best in tuned_trace if best >= target), None)
-        rows.append({"seed": seed, "random best": target, "random epochs": random_epochs,
-                     "study epochs to reach it": reached, "study best": tuned_trace[-1][1],
-                     "ratio": (reached / random_epochs) if reached else math.inf})  # fmt: skip
+    randoms = [replay(spec, table, seed, tuned=False) for seed in range(3 if args.quick else args.seeds)]
+    rows = evaluate(spec, table, randoms)
     ratio = statistics.median(r["ratio"] for r in rows)
     summary = {
         "table": str(args.table.relative_to(ROOT) if args.table.is_relative_to(ROOT) else args.table),
@@ -102,6 +132,18 @@ def main() -> None:
         "sampler": spec.sampler.model_dump(), "pruner": spec.pruner.model_dump(),
         "median_epoch_ratio": ratio, "goal": "median ratio <= 1/3", "meets_goal": ratio <= 1 / 3,
     }  # fmt: skip
+    if args.compare:
+        summary["candidates"] = []
+        for sampler_name, sampler in SAMPLERS.items():
+            for pruner_name, settings in CANDIDATES.items():
+                candidate = evaluate(with_settings(spec, sampler, settings["pruner"]), table, randoms)
+                summary["candidates"].append({
+                    "setting": pruner_name.replace("TPE", f"TPE {sampler_name}".strip()),
+                    "median ratio": statistics.median(r["ratio"] for r in candidate),
+                    "seeds reaching random's best": sum(r["study epochs to reach it"] is not None for r in candidate),
+                    "median study epochs": statistics.median(r["study epochs"] for r in candidate),
+                })  # fmt: skip
+        print(tabulate(summary["candidates"], headers="keys", floatfmt=".3g"))
     write("search_efficiency", "quick" if args.quick else "full", rows, summary)
 
 

@@ -17,7 +17,7 @@ def make_sampler(spec: StudySpec, trial_number: int) -> optuna.samplers.BaseSamp
     if spec.sampler.type == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=spec.sampler.n_startup_trials, constant_liar=True
+        seed=seed, n_startup_trials=spec.sampler.n_startup_trials, multivariate=spec.sampler.multivariate, constant_liar=True
     )
 
 
@@ -47,6 +47,12 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
             max_resource=spec.training.epochs,
             reduction_factor=pruner.reduction_factor,
         )
+    if pruner.type == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=pruner.min_resource,
+            reduction_factor=pruner.reduction_factor,
+            min_early_stopping_rate=pruner.min_early_stopping_rate,
+        )
     if pruner.type == "threshold":
         return optuna.pruners.ThresholdPruner(lower=pruner.lower, n_warmup_steps=pruner.n_warmup_steps)
     return optuna.pruners.NopPruner()
@@ -57,11 +63,12 @@ def can_prune_at(spec: StudySpec, epoch: int) -> bool:
 
     Asking the pruner costs a read of the trial (and for Hyperband a write) on every call, so the
     worker asks only where the answer can be "prune": Hyperband decides exactly at its rungs
-    (min_resource × reduction_factor^k, the union over its brackets), the median and threshold
+    (min_resource × reduction_factor^k, the union over its brackets; successive halving at a
+    subset of those), the median and threshold
     pruners from their warm-up on. The decisions are the same as asking after every epoch.
     """
     pruner = spec.pruner
-    if pruner.type == "hyperband":
+    if pruner.type in ("hyperband", "successive_halving"):
         rung = pruner.min_resource
         while rung < epoch:
             rung *= pruner.reduction_factor

@@ -106,6 +106,8 @@ class TPESampler(_Strict):
     type: Literal["tpe"]
     seed: int = 0
     n_startup_trials: Annotated[int, Field(ge=0)] = 10
+    multivariate: bool = False
+    """Model the parameters jointly (Optuna's multivariate TPE) rather than one by one."""
 
 
 class RandomSampler(_Strict):
@@ -129,6 +131,15 @@ class HyperbandPruner(_Strict):
     reduction_factor: Annotated[int, Field(ge=2)] = 3
 
 
+class SuccessiveHalvingPruner(_Strict):
+    """Asynchronous successive halving (ASHA): Hyperband's most aggressive bracket on its own."""
+
+    type: Literal["successive_halving"]
+    min_resource: Annotated[int, Field(ge=1)] = 1
+    reduction_factor: Annotated[int, Field(ge=2)] = 3
+    min_early_stopping_rate: Annotated[int, Field(ge=0)] = 0
+
+
 class ThresholdPruner(_Strict):
     """Prunes every trial whose val_acc is below `lower` after the warm-up: for tests and demos."""
 
@@ -147,9 +158,9 @@ class Fleet(_Strict):
     trials_per_child: Annotated[int, Field(ge=1)] = 1
     """Trials one training process runs before it is replaced: 1 isolates every trial."""
     poll_seconds: Annotated[float, Field(gt=0)] = 2.0
-    report_seconds: Annotated[float, Field(gt=0)] = 1.0
+    report_seconds: Annotated[float, Field(ge=0)] = 1.0
     """Epochs longer than this reach the storage as they end; shorter ones are written together,
-    and always before the trial's result. The pruner sees every epoch at once either way."""
+    and always before the trial's result; 0 writes every epoch. The pruner sees every epoch at once."""
 
     @model_validator(mode="after")
     def _check_stale(self) -> Fleet:
@@ -194,7 +205,7 @@ class StudySpec(_Strict):
     training: Training = Training()
     sampler: Annotated[TPESampler | RandomSampler, Field(discriminator="type")] = TPESampler(type="tpe")
     pruner: Annotated[
-        NoPruner | MedianPruner | HyperbandPruner | ThresholdPruner, Field(discriminator="type")
+        NoPruner | MedianPruner | HyperbandPruner | SuccessiveHalvingPruner | ThresholdPruner, Field(discriminator="type")
     ] = NoPruner(type="none")
     fleet: Fleet = Fleet()
     baselines: list[Baseline] = []

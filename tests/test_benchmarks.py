@@ -62,6 +62,7 @@ def test_search_efficiency_on_a_tiny_real_table(bench_env: dict, result, tmp_pat
     assert len(table.read_text().splitlines()) == 2
     _run("build_table", "--quick", "--table", str(table), env=bench_env)  # resumes: nothing to add
     assert len(table.read_text().splitlines()) == 2
-    _run("search_efficiency", "--quick", "--table", str(table), env=bench_env)
-    rows = result("search_efficiency")["rows"]
+    _run("search_efficiency", "--quick", "--compare", "--table", str(table), env=bench_env)
+    rows, summary = result("search_efficiency")["rows"], result("search_efficiency")["summary"]
     assert len(rows) == 3 and all(0 < r["random best"] <= 1 for r in rows)
+    assert len(summary["candidates"]) > 1 and all(c["median study epochs"] > 0 for c in summary["candidates"])

@@ -30,8 +30,21 @@ def _curve(number: int) -> list[float]:
     return [0.1 + level * (1 - math.exp(-epoch / speed)) for epoch in range(1, EPOCHS + 1)]
 
 
-def _worker(url: str, tmp_path: Path, report_seconds: float) -> Worker:
-    spec = SPEC.model_copy(update={"fleet": SPEC.fleet.model_copy(update={"report_seconds": report_seconds})})
+PRUNERS = {
+    "hyperband": {"type": "hyperband", "min_resource": 3, "reduction_factor": 3},
+    "asha": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 3},
+    "median": {"type": "median", "n_startup_trials": 3, "n_warmup_steps": 3},
+}
+
+
+def _spec(pruner: dict, report_seconds: float) -> studyfile.StudySpec:
+    data = SPEC.model_dump()
+    data["pruner"], data["fleet"]["report_seconds"] = pruner, report_seconds
+    return studyfile.StudySpec.model_validate(data)
+
+
+def _worker(url: str, tmp_path: Path, report_seconds: float, pruner: dict = PRUNERS["hyperband"]) -> Worker:
+    spec = _spec(pruner, report_seconds)
     store = storage.connect(storage.resolve_url(url), heartbeat_seconds=10, stale_after_seconds=40)
     return Worker(spec, store, open_study(store, spec), tmp_path, child=object())
 
@@ -54,11 +67,12 @@ def _sweeper_side(worker: Worker, trials: int) -> dict[int, int]:
     return stopped
 
 
-def _optuna_side(trials: int, tmp_path: Path) -> dict[int, int]:
+def _optuna_side(trials: int, tmp_path: Path, pruner: dict) -> dict[int, int]:
     """Plain Optuna: report and ask the pruner after every epoch."""
     study = optuna.create_study(
-        study_name=SPEC.name, storage=f"sqlite:///{tmp_path / 'plain.db'}", direction="maximize", pruner=search.make_pruner(SPEC)
-    )
+        study_name=SPEC.name, storage=f"sqlite:///{tmp_path / 'plain.db'}", direction="maximize",
+        pruner=search.make_pruner(_spec(pruner, 1.0)),
+    )  # fmt: skip
     stopped = {}
     for _ in range(trials):
         trial = study.ask()
@@ -73,15 +87,17 @@ def _optuna_side(trials: int, tmp_path: Path) -> dict[int, int]:
     return stopped
 
 
-def test_batched_reports_prune_exactly_like_trial_report(url: str, tmp_path: Path) -> None:
-    worker = _worker(url, tmp_path, report_seconds=3600)  # nothing written before each trial's result
+@pytest.mark.parametrize("pruner", PRUNERS.values(), ids=PRUNERS.keys())
+def test_batched_reports_prune_exactly_like_trial_report(url: str, tmp_path: Path, pruner: dict) -> None:
+    """Also checks that asking the pruner only where `search.can_prune_at` says changes nothing."""
+    worker = _worker(url, tmp_path, report_seconds=3600, pruner=pruner)  # nothing written before each result
     try:
         ours = _sweeper_side(worker, 24)
     finally:
         worker.store.close()
-    plain = _optuna_side(24, tmp_path)
+    plain = _optuna_side(24, tmp_path, pruner)
     assert ours == plain
-    assert any(epoch < EPOCHS for epoch in ours.values()), "the curves should make Hyperband prune some trials"
+    assert any(epoch < EPOCHS for epoch in ours.values()), "the curves should make the pruner stop some trials"
     stored = optuna.load_study(study_name=SPEC.name, storage=storage.resolve_url(url)).get_trials()
     for trial in stored:
         curve = _curve(trial.number)
