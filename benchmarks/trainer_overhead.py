@@ -4,9 +4,12 @@ A: `benchmarks/plain_fit.py`, the tutorial's script. B: the same trial (same mod
 epochs) through `sweeper worker` with its storage, reporting, pruning checks and child process,
 as configured in the real study (one child process per trial). Runs alternate A B A B.
 Reports the per-epoch throughput ratio (A's epoch time over B's, epochs after the first, which
-carries graph tracing in both) and the fixed per-trial overhead: wall time minus epoch time.
+carries graph tracing in both) and the fixed per-trial overhead: wall time minus epoch time,
+per trial. With `--trials N` each worker run trains N trials of the same configuration, so the
+worker's own start-up is shared out as it is in a sweep, and `--trials-per-child` shows what a
+warm training child saves.
 
-    python -m benchmarks.trainer_overhead [--quick]
+    python -m benchmarks.trainer_overhead [--quick] [--epochs E] [--trials N] [--trials-per-child K]
 """
 
 from __future__ import annotations
@@ -40,9 +43,11 @@ def _plain(folder: Path, epochs: int, images: int) -> dict:
     return {"side": "A plain fit", "wall": wall, "epoch_seconds": result["epoch_seconds"], "val_acc": result["val_acc"][-1]}
 
 
-def _worker(folder: Path, epochs: int, images: int, tmp: Path, index: int) -> dict:
+def _worker(folder: Path, epochs: int, images: int, tmp: Path, index: int, trials: int, trials_per_child: int | None) -> dict:
     spec = tomllib_load(ROOT / "studies" / "cifar10-regularization.toml")
-    spec["study"].update(name=f"overhead-{index}", budget=1)
+    spec["study"].update(name=f"overhead-{index}", budget=trials)
+    if trials_per_child:
+        spec["fleet"]["trials_per_child"] = trials_per_child
     spec["training"].update(epochs=epochs, **({"max_train_images": images} if images else {}))
     spec["space"] = {"dropout": {"low": 0.2, "high": 0.2}, "batchnorm": {"choices": [False]},
                      "learning_rate": {"low": 1e-4, "high": 1e-4, "log": True}}  # fmt: skip
@@ -56,9 +61,10 @@ def _worker(folder: Path, epochs: int, images: int, tmp: Path, index: int) -> di
     wall = time.time() - started
     if result.returncode:
         raise SystemExit(result.stderr)
-    [trial] = optuna.load_study(study_name=f"overhead-{index}", storage=url).get_trials()
-    history = trial.user_attrs["history"]
-    return {"side": "B sweeper worker", "wall": wall, "epoch_seconds": history["epoch_seconds"], "val_acc": history["val_acc"][-1]}
+    done = optuna.load_study(study_name=f"overhead-{index}", storage=url).get_trials()
+    epoch_seconds = [t.user_attrs["history"]["epoch_seconds"] for t in done]
+    return {"side": "B sweeper worker", "wall": wall, "trials": len(done), "epoch_seconds": epoch_seconds[0],
+            "all_epochs_seconds": sum(map(sum, epoch_seconds)), "val_acc": done[0].user_attrs["history"]["val_acc"][-1]}  # fmt: skip
 
 
 def tomllib_load(path: Path) -> dict:
@@ -72,6 +78,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 epochs on 1,000 images instead of 30 on the whole subset")
     parser.add_argument("--rounds", type=int, default=2, help="A B pairs")
     parser.add_argument("--epochs", type=int, help="epochs per run (default 3 quick, 30 full)")
+    parser.add_argument("--trials", type=int, default=1, help="trials per worker run (B); its fixed overhead is shared out among them")
+    parser.add_argument("--trials-per-child", type=int, help="override the study's trials_per_child for B")
     args = parser.parse_args()
     epochs, images = (3, 1000) if args.quick else (30, 0)
     epochs = args.epochs or epochs
@@ -80,29 +88,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(args.rounds):
             runs.append(_plain(folder, epochs, images))
-            runs.append(_worker(folder, epochs, images, Path(tmp), index))
+            runs.append(_worker(folder, epochs, images, Path(tmp), index, args.trials, args.trials_per_child))
             print(runs[-2]["side"], round(runs[-2]["wall"], 2), "|", runs[-1]["side"], round(runs[-1]["wall"], 2), flush=True)
     rows = []
     for run in runs:
         steady = median(run["epoch_seconds"][1:])
-        rows.append({"side": run["side"], "wall s": run["wall"], "epochs s": sum(run["epoch_seconds"]),
-                     "steady epoch s": steady, "fixed overhead s": run["wall"] - sum(run["epoch_seconds"]),
+        trials, epochs_total = run.get("trials", 1), run.get("all_epochs_seconds", sum(run["epoch_seconds"]))
+        rows.append({"side": run["side"], "trials": trials, "wall s": run["wall"], "epochs s": epochs_total,
+                     "steady epoch s": steady, "fixed overhead s/trial": (run["wall"] - epochs_total) / trials,
                      "final val_acc": run["val_acc"]})  # fmt: skip
     a = [r for r in rows if r["side"].startswith("A")]
     b = [r for r in rows if r["side"].startswith("B")]
     throughput_ratio = median([r["steady epoch s"] for r in a]) / median([r["steady epoch s"] for r in b])
-    overhead_b = median([r["fixed overhead s"] for r in b])
-    overhead_a = median([r["fixed overhead s"] for r in a])
+    overhead_b = median([r["fixed overhead s/trial"] for r in b])
+    overhead_a = median([r["fixed overhead s/trial"] for r in a])
     thirty_epoch_trial = 30 * median([r["steady epoch s"] for r in b])
     summary = {
-        "data": str(folder), "epochs": epochs, "train_images": images or "all",
+        "data": str(folder), "epochs": epochs, "train_images": images or "all", "worker_trials": args.trials,
+        "trials_per_child": args.trials_per_child or tomllib_load(ROOT / "studies" / "cifar10-regularization.toml")["fleet"]["trials_per_child"],
         "throughput_ratio": throughput_ratio,
         "fixed_overhead_seconds": {"plain": overhead_a, "worker": overhead_b, "worker_minus_plain": overhead_b - overhead_a},
         "worker_overhead_vs_30_epoch_trial": overhead_b / thirty_epoch_trial,
         "extra_overhead_vs_30_epoch_trial": (overhead_b - overhead_a) / thirty_epoch_trial,
         "goal": "throughput ratio >= 0.97; per-trial overhead <= 2% of a 30-epoch trial on the real subset",
     }  # fmt: skip
-    write("trainer_overhead", "quick" if args.quick else f"full-{epochs}-epochs", rows, summary)
+    mode = "quick" if args.quick else f"full-{epochs}-epochs" + (f"-{args.trials}-trials" if args.trials > 1 else "")
+    write("trainer_overhead", mode, rows, summary)
 
 
 if __name__ == "__main__":
