@@ -95,10 +95,12 @@ class Progress:
         return self.finished + self.running >= self.budget
 
 
-def progress(trials: list[optuna.trial.FrozenTrial], budget: int) -> Progress:
+def progress(store: Store, study: optuna.Study, budget: int) -> Progress:
+    """Finished and running trials, counted by the database (reading them all costs ~10x more)."""
+    counts = storage.count_trial_states(store, study._study_id)
     return Progress(
-        finished=sum(t.state in FINISHED_STATES for t in trials),
-        running=sum(t.state == TrialState.RUNNING for t in trials),
+        finished=sum(counts.get(state.name, 0) for state in FINISHED_STATES),
+        running=counts.get(TrialState.RUNNING.name, 0),
         budget=budget,
     )
 
@@ -172,8 +174,7 @@ class Worker:
         with self.store.lock(self.spec.name), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "heartbeat is supposed to be used with optimize"
             self._reap_unlocked()
-            trials = self.study.get_trials(deepcopy=False)
-            now = progress(trials, self.spec.study.budget)
+            now = progress(self.store, self.study, self.spec.study.budget)
             if now.done:
                 log.info("%s: study %s is complete (%d/%d trials finished)", self.name, self.spec.name, now.finished, now.budget)
                 return None
@@ -279,7 +280,7 @@ class Worker:
         if state == TrialState.COMPLETE and value is None:
             state = TrialState.FAIL
         frozen = self._record(recorder, trial, attrs, history, started, state, value if state == TrialState.COMPLETE else None)
-        now = self._db(lambda: progress(self.study.get_trials(deepcopy=False), self.spec.study.budget), "counting trials")
+        now = self._db(lambda: progress(self.store, self.study, self.spec.study.budget), "counting trials")
         log.info(
             "%s: trial %d %s val_acc=%s epochs=%d %.1fs [%d/%d finished]",
             self.name, frozen.number, frozen.state.name, _fmt(frozen.value), len(history.get("val_acc", [])),
