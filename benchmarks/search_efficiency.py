@@ -28,6 +28,9 @@ from sweeper import search, studyfile
 from sweeper.studyfile import StudySpec
 
 
+RANDOM_SEED_OFFSET = 100_000
+
+
 class Table:
     def __init__(self, path: Path) -> None:
         self.rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -45,13 +48,18 @@ class Table:
 
 
 def replay(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list[tuple[int, float]]:
-    """(epochs spent so far, best finished val_acc so far) after each trial."""
+    """(epochs spent so far, best finished val_acc so far) after each trial.
+
+    Trial n is sampled with seed + n (as workers do); random search's seeds are offset by
+    RANDOM_SEED_OFFSET so that TPE's random start-up trials never repeat random search's draws.
+    """
     spec = spec.model_copy(update={
         "training": spec.training.model_copy(update={"epochs": table.epochs}),
-        "sampler": spec.sampler.model_copy(update={"seed": seed}) if tuned else studyfile.RandomSampler(type="random", seed=seed),
+        "sampler": spec.sampler.model_copy(update={"seed": seed}) if tuned
+        else studyfile.RandomSampler(type="random", seed=RANDOM_SEED_OFFSET + seed),
     })  # fmt: skip
     pruner = search.make_pruner(spec) if tuned else optuna.pruners.NopPruner()
-    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study = optuna.create_study(study_name=spec.name, direction="maximize", pruner=pruner)  # Hyperband brackets hash the name
     if tuned:
         for baseline in spec.baselines:
             study.enqueue_trial(baseline.model_dump())
@@ -74,19 +82,21 @@ def replay(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list[tuple[
     return trace
 
 
-# Sampler/pruner settings compared by --compare; the study file's own setting is always run.
+# Pruner × sampler settings compared by --compare; the study file's own setting is always run.
 CANDIDATES: dict[str, dict] = {
-    "TPE, Hyperband(min 3, rf 3)": {"pruner": {"type": "hyperband", "min_resource": 3, "reduction_factor": 3}},
-    "TPE, Hyperband(min 1, rf 3)": {"pruner": {"type": "hyperband", "min_resource": 1, "reduction_factor": 3}},
-    "TPE, ASHA(min 1, rf 3)": {"pruner": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 3}},
-    "TPE, ASHA(min 3, rf 3)": {"pruner": {"type": "successive_halving", "min_resource": 3, "reduction_factor": 3}},
-    "TPE, median(warm-up 3)": {"pruner": {"type": "median", "n_startup_trials": 5, "n_warmup_steps": 3}},
-    "TPE, no pruning": {"pruner": {"type": "none"}},
+    "no pruning": {"type": "none"},
+    "threshold(0.15 from epoch 3)": {"type": "threshold", "lower": 0.15, "n_warmup_steps": 3},
+    "median(10 start-up, from epoch 10)": {"type": "median", "n_startup_trials": 10, "n_warmup_steps": 10},
+    "Hyperband(min 3, rf 3)": {"type": "hyperband", "min_resource": 3, "reduction_factor": 3},
+    "Hyperband(min 5, rf 3)": {"type": "hyperband", "min_resource": 5, "reduction_factor": 3},
+    "Hyperband(min 8, rf 2)": {"type": "hyperband", "min_resource": 8, "reduction_factor": 2},
+    "ASHA(min 1, rf 3)": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 3},
+    "ASHA(min 8, rf 2)": {"type": "successive_halving", "min_resource": 8, "reduction_factor": 2},
 }
 SAMPLERS: dict[str, dict] = {
-    "": {},
-    "multivariate ": {"multivariate": True},
-    "multivariate, 5 start-up ": {"multivariate": True, "n_startup_trials": 5},
+    "TPE": {"multivariate": False, "n_startup_trials": 10},
+    "TPE multivariate": {"multivariate": True, "n_startup_trials": 10},
+    "TPE multivariate, 5 start-up": {"multivariate": True, "n_startup_trials": 5},
 }
 
 
@@ -97,9 +107,9 @@ def with_settings(spec: StudySpec, sampler: dict, pruner: dict) -> StudySpec:
     return StudySpec.model_validate(data)
 
 
-def evaluate(spec: StudySpec, table: Table, randoms: list[list[tuple[int, float]]]) -> list[dict]:
+def evaluate(spec: StudySpec, table: Table, randoms: dict[int, list[tuple[int, float]]]) -> list[dict]:
     rows = []
-    for seed, random_trace in enumerate(randoms):
+    for seed, random_trace in randoms.items():
         target, random_epochs = random_trace[-1][1], random_trace[-1][0]
         tuned_trace = replay(spec, table, seed, tuned=True)
         reached = next((spent for spent, best in tuned_trace if best >= target), None)
@@ -114,6 +124,7 @@ def main() -> None:
     parser.add_argument("--table", type=Path, default=TABLE)
     parser.add_argument("--study", type=Path, default=ROOT / "studies" / "cifar10-regularization.toml")
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from here (held-out checks of a chosen setting)")
     parser.add_argument("--quick", action="store_true", help="3 seeds")
     parser.add_argument("--compare", action="store_true", help="also replay the candidate settings in CANDIDATES × SAMPLERS")
     args = parser.parse_args()
@@ -123,28 +134,29 @@ def main() -> None:
         raise SystemExit(f"{TABLE} holds {len(done(TABLE))} of {len(grid(quick=False))} configurations: "
                          "finish it with python -m benchmarks.build_table first")  # fmt: skip
     spec, table = studyfile.load(args.study), Table(args.table)
-    randoms = [replay(spec, table, seed, tuned=False) for seed in range(3 if args.quick else args.seeds)]
+    seeds = range(args.first_seed, args.first_seed + (3 if args.quick else args.seeds))
+    randoms = {seed: replay(spec, table, seed, tuned=False) for seed in seeds}
     rows = evaluate(spec, table, randoms)
     ratio = statistics.median(r["ratio"] for r in rows)
     summary = {
         "table": str(args.table.relative_to(ROOT) if args.table.is_relative_to(ROOT) else args.table),
-        "configurations": len(table.rows), "epochs": table.epochs, "budget": spec.study.budget,
+        "configurations": len(table.rows), "epochs": table.epochs, "budget": spec.study.budget, "seeds": [seeds.start, seeds.stop - 1],
         "sampler": spec.sampler.model_dump(), "pruner": spec.pruner.model_dump(),
         "median_epoch_ratio": ratio, "goal": "median ratio <= 1/3", "meets_goal": ratio <= 1 / 3,
     }  # fmt: skip
     if args.compare:
         summary["candidates"] = []
         for sampler_name, sampler in SAMPLERS.items():
-            for pruner_name, settings in CANDIDATES.items():
-                candidate = evaluate(with_settings(spec, sampler, settings["pruner"]), table, randoms)
+            for pruner_name, pruner in CANDIDATES.items():
+                candidate = evaluate(with_settings(spec, sampler, pruner), table, randoms)
                 summary["candidates"].append({
-                    "setting": pruner_name.replace("TPE", f"TPE {sampler_name}".strip()),
+                    "setting": f"{sampler_name}, {pruner_name}",
                     "median ratio": statistics.median(r["ratio"] for r in candidate),
                     "seeds reaching random's best": sum(r["study epochs to reach it"] is not None for r in candidate),
                     "median study epochs": statistics.median(r["study epochs"] for r in candidate),
                 })  # fmt: skip
         print(tabulate(summary["candidates"], headers="keys", floatfmt=".3g"))
-    write("search_efficiency", "quick" if args.quick else "full", rows, summary)
+    write("search_efficiency", ("quick" if args.quick else "full") + (f"-from-seed-{args.first_seed}" if args.first_seed else ""), rows, summary)
 
 
 if __name__ == "__main__":
