@@ -59,14 +59,14 @@ def replay(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list[tuple[
         else studyfile.RandomSampler(type="random", seed=RANDOM_SEED_OFFSET + seed),
     })  # fmt: skip
     pruner = search.make_pruner(spec) if tuned else optuna.pruners.NopPruner()
-    study = optuna.create_study(study_name=spec.name, direction="maximize", pruner=pruner)  # Hyperband brackets hash the name
+    study = optuna.create_study(study_name=spec.name, direction="maximize", sampler=search.make_sampler(spec), pruner=pruner)  # Hyperband brackets hash the name
     if tuned:
         for baseline in spec.baselines:
             study.enqueue_trial(baseline.model_dump())
     spent, best, trace = 0, -1.0, []
     for number in range(spec.study.budget):
         trial = study.ask()
-        study.sampler = search.make_sampler(spec, number)
+        search.seed_trial(study.sampler, spec, number)
         search.suggest(trial, spec)
         curve = table.curve(trial.params)
         for epoch, value in enumerate(curve, start=1):

@@ -7,18 +7,33 @@ import optuna
 from sweeper.studyfile import StudySpec
 
 
-def make_sampler(spec: StudySpec, trial_number: int) -> optuna.samplers.BaseSampler:
-    """A sampler seeded by the study's seed plus the trial number.
+def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+    """The study's sampler; one instance serves a worker's whole life (see `seed_trial`)."""
+    if spec.sampler.type == "random":
+        return optuna.samplers.RandomSampler(seed=spec.sampler.seed)
+    return optuna.samplers.TPESampler(
+        seed=spec.sampler.seed,
+        n_startup_trials=spec.sampler.n_startup_trials,
+        multivariate=spec.sampler.multivariate,
+        constant_liar=True,
+    )
+
+
+def seed_trial(sampler: optuna.samplers.BaseSampler, spec: StudySpec, trial_number: int) -> None:
+    """Draw trial N's random numbers from the study's seed + N.
 
     Workers that share a study then never draw the same random start-up points, and a trial's
-    suggestion depends on its number and the study's history, not on which worker asked.
+    suggestion depends on its number and the study's history, not on which worker asked. The
+    sampler's random states are reseeded in place rather than the sampler rebuilt per trial:
+    TPE keeps an incremental cache of the search space, and rebuilding it re-read every past
+    trial (about 20 ms per trial at 1,000 trials).
     """
     seed = spec.sampler.seed + trial_number
-    if spec.sampler.type == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=spec.sampler.n_startup_trials, multivariate=spec.sampler.multivariate, constant_liar=True
-    )
+    states = [sampler._rng]  # the same states `reseed_rng()` reseeds, but with our seed
+    if isinstance(sampler, optuna.samplers.TPESampler):
+        states.append(sampler._random_sampler._rng)
+    for state in states:
+        state.rng.seed(seed)
 
 
 def suggest(trial: optuna.trial.Trial, spec: StudySpec) -> dict:

@@ -51,6 +51,7 @@ def open_study(store: Store, spec: StudySpec, *, allow_space_change: bool = Fals
             storage=store.storage,
             study_name=spec.name,
             direction="maximize",
+            sampler=search.make_sampler(spec),
             pruner=search.make_pruner(spec),
             load_if_exists=True,
         )
@@ -185,7 +186,7 @@ class Worker:
             trial.set_user_attr("worker", self.name)  # who holds it, visible while it runs
         # Sampling (TPE reads the whole history) happens outside the lock, so claims stay short;
         # the per-trial seed and constant_liar keep concurrent workers from choosing alike.
-        self.study.sampler = search.make_sampler(self.spec, trial.number)
+        search.seed_trial(self.study.sampler, self.spec, trial.number)
         search.suggest(trial, self.spec)
         return trial
 
