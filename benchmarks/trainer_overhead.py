@@ -113,6 +113,7 @@ def main() -> None:
         "goal": "throughput ratio >= 0.97; per-trial overhead <= 2% of a 30-epoch trial on the real subset",
     }  # fmt: skip
     mode = "quick" if args.quick else f"full-{epochs}-epochs" + (f"-{args.trials}-trials" if args.trials > 1 else "")
+    mode += f"-{args.trials_per_child}-per-child" if args.trials_per_child else ""
     write("trainer_overhead", mode, rows, summary)
 
 
