@@ -79,8 +79,9 @@ def wait_for(condition: Callable[[], object], timeout: float = 240, what: str = 
 
 
 def running_trial_of(url: str, name: str, worker: WorkerProcess) -> optuna.trial.FrozenTrial | None:
+    """The worker's running trial once its parameters are drawn (a moment after the claim)."""
     for trial in trials(url, name):
-        if trial.state == TrialState.RUNNING and trial.user_attrs.get("worker") == worker.name:
+        if trial.state == TrialState.RUNNING and trial.user_attrs.get("worker") == worker.name and trial.params:
             return trial
     return None
 
