@@ -76,8 +76,8 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
 def can_prune_at(spec: StudySpec, epoch: int) -> bool:
     """Whether the study's pruner could stop a trial after this epoch.
 
-    Asking the pruner costs a read of the trial (and for Hyperband a write) on every call, so the
-    worker asks only where the answer can be "prune": Hyperband decides exactly at its rungs
+    Asking the pruner costs reads of the other trials (and for Hyperband a write) on every call, so
+    the worker asks only where the answer can be "prune": Hyperband decides exactly at its rungs
     (min_resource × reduction_factor^k, the union over its brackets; successive halving at a
     subset of those), the median and threshold
     pruners from their warm-up on. The decisions are the same as asking after every epoch.
