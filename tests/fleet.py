@@ -78,10 +78,13 @@ def wait_for(condition: Callable[[], object], timeout: float = 240, what: str = 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+PARAMS = {"dropout", "batchnorm", "learning_rate"}
+
+
 def running_trial_of(url: str, name: str, worker: WorkerProcess) -> optuna.trial.FrozenTrial | None:
-    """The worker's running trial once its parameters are drawn (a moment after the claim)."""
+    """The worker's running trial once all its parameters are drawn (one by one, just after the claim)."""
     for trial in trials(url, name):
-        if trial.state == TrialState.RUNNING and trial.user_attrs.get("worker") == worker.name and trial.params:
+        if trial.state == TrialState.RUNNING and trial.user_attrs.get("worker") == worker.name and set(trial.params) == PARAMS:
             return trial
     return None
 
