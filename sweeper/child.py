@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
-import os
 import multiprocessing.connection
+import os
+import resource
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,14 @@ def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connectio
         "train_seconds": reporter.seconds,
         "images_per_second": images / reporter.seconds if reporter.seconds else 0.0,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        "child_peak_mb": peak_memory_mb(),
     }
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def serve(conn: multiprocessing.connection.Connection, data_folder: Path) -> None:

@@ -157,6 +157,8 @@ class Fleet(_Strict):
     stop_grace_seconds: Annotated[float, Field(gt=0)] = 5.0
     trials_per_child: Annotated[int, Field(ge=1)] = 1
     """Trials one training process runs before it is replaced: 1 isolates every trial."""
+    child_growth_mb: Annotated[float, Field(gt=0)] = 1024.0
+    """A child whose peak memory grew this much since its first trial is replaced early."""
     poll_seconds: Annotated[float, Field(gt=0)] = 2.0
     report_seconds: Annotated[float, Field(ge=0)] = 1.0
     """Epochs longer than this reach the storage as they end; shorter ones are written together,

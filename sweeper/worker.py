@@ -122,7 +122,9 @@ class Worker:
 
     def __post_init__(self) -> None:
         fleet = self.spec.fleet
-        self._child = self.child or TrainingProcess(self.data_folder, self.gpu.child_env(), fleet.trials_per_child)
+        self._child = self.child or TrainingProcess(
+            self.data_folder, self.gpu.child_env(), fleet.trials_per_child, fleet.child_growth_mb
+        )
         self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=fleet.max_retries)
 
     def request_stop(self, reason: str) -> None:

@@ -1,0 +1,54 @@
+"""The warm training child: real child processes on the committed CIFAR-10 slice, replaced when spent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sweeper import data
+from sweeper.studyfile import Training
+from sweeper.training import ChildLost, Job, TrainingProcess
+from tests.conftest import FIXTURE_DATA
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return data.prepare(FIXTURE_DATA, Training(max_train_images=200), tmp_path_factory.mktemp("cache"))
+
+
+def _train(process: TrainingProcess, batch_size: int, epochs: int = 1) -> tuple[int, dict, list[float]]:
+    """One trial; the child's PID, its summary and the val_acc of each epoch."""
+    process.start(Job({"dropout": 0.2, "batchnorm": True, "learning_rate": 1e-3}, epochs, batch_size, seed=1))
+    pid, val_acc = process._process.pid, []
+    while True:
+        message = process.receive(timeout=120)
+        assert message is not None and not isinstance(message, ChildLost), message
+        if message[0] == "done":
+            return pid, message[1], val_acc
+        assert message[0] == "epoch", message
+        val_acc.append(message[1]["val_acc"])
+        process.reply(keep_going=True)
+
+
+def test_warm_child_serves_trials_per_child_trials_with_a_fresh_childs_results(prepared: Path) -> None:
+    process = TrainingProcess(prepared, trials_per_child=2)
+    try:
+        runs = [_train(process, 32, epochs=2) for _ in range(3)]
+    finally:
+        process.close()
+    (first, _, curve), (second, _, warm_curve), (third, _, fresh_curve) = runs
+    assert first == second != third
+    assert curve == warm_curve == fresh_curve  # nothing of one trial carries over into the next
+
+
+def test_child_whose_memory_grew_is_replaced_early(prepared: Path) -> None:
+    # The second trial's batches hold all 140 training images at once: its activations and
+    # gradients raise the child's peak memory by well over 20 MB, so the third trial gets a new child.
+    process = TrainingProcess(prepared, trials_per_child=10, child_growth_mb=20)
+    try:
+        (first, small, _), (second, large, _), (third, _, _) = (_train(process, size) for size in (4, 256, 4))
+    finally:
+        process.close()
+    assert large["child_peak_mb"] - small["child_peak_mb"] >= 20, (small, large)
+    assert first == second != third
