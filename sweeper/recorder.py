@@ -18,13 +18,12 @@ from typing import Any
 
 import optuna
 
-from sweeper import storage
-from sweeper.storage import Store
+from sweeper.heldtrial import HeldTrialStorage
 
 
 @dataclass
 class TrialRecorder:
-    store: Store
+    storage: HeldTrialStorage
     trial: optuna.trial.Trial
     report_seconds: float
     _unsent: dict[int, float] = field(default_factory=dict)
@@ -42,6 +41,6 @@ class TrialRecorder:
 
     def write(self, user_attrs: Mapping[str, Any] | None = None) -> None:
         """Write the kept values and `user_attrs` in one transaction (safe to retry: rows are upserted)."""
-        storage.write_trial(self.store, self.trial._trial_id, self._unsent, user_attrs or {})
+        self.storage.write_running_trial(self.trial._trial_id, self._unsent, user_attrs or {})
         self._unsent.clear()
         self._written_at = time.monotonic()

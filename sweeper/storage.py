@@ -321,7 +321,9 @@ def adopt_orphans(store: Store, study_id: int, older_than_seconds: float) -> int
     return len(orphans)
 
 
-def write_trial(store: Store, trial_id: int, intermediate_values: Mapping[int, float], user_attrs: Mapping[str, Any]) -> None:
+def write_trial(
+    rdb: optuna.storages.RDBStorage, trial_id: int, intermediate_values: Mapping[int, float], user_attrs: Mapping[str, Any]
+) -> None:
     """Write a running trial's intermediate values and user attributes in one transaction.
 
     Optuna's public methods commit every row on its own (with two reads each); this writes them
@@ -331,7 +333,6 @@ def write_trial(store: Store, trial_id: int, intermediate_values: Mapping[int, f
     """
     if not intermediate_values and not user_attrs:
         return
-    rdb = store.storage
     insert = postgresql.insert if rdb.engine.name == "postgresql" else sqlite.insert
     with _create_scoped_session(rdb.scoped_session) as session:
         trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)

@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from sweeper import search, storage
 from sweeper.errors import SweeperError
 from sweeper.gpus import GpuSlot
+from sweeper.heldtrial import HeldTrialStorage
 from sweeper.recorder import TrialRecorder
 from sweeper.storage import Store
 from sweeper.studyfile import StudySpec
@@ -48,7 +49,7 @@ def open_study(store: Store, spec: StudySpec, *, allow_space_change: bool = Fals
     with store.lock(spec.name), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study = optuna.create_study(
-            storage=store.storage,
+            storage=HeldTrialStorage(store.storage),
             study_name=spec.name,
             direction="maximize",
             sampler=search.make_sampler(spec),
@@ -253,7 +254,7 @@ class Worker:
             self._child.reply(keep_going=not pruned_because)
 
     def recorder(self, trial: optuna.trial.Trial) -> TrialRecorder:
-        return TrialRecorder(self.store, trial, self.spec.fleet.report_seconds)
+        return TrialRecorder(self.study._storage, trial, self.spec.fleet.report_seconds)
 
     def _report(self, recorder: TrialRecorder, trial: optuna.trial.Trial, val_acc: float, epoch: int) -> bool:
         """Report the epoch; True if the pruner says stop."""
