@@ -3,7 +3,9 @@
 Each trial goes through the worker's own code: claim (lock, reap, count, ask with the study's TPE
 sampler), 30 epochs of report + pruning check with the study's Hyperband pruner, then the
 attributes and tell. The objective is a no-op: a made-up learning curve from the parameters.
-The two storages are interleaved trial by trial, so machine noise hits both alike.
+For reference, a third side runs the loop a hand-written Optuna script would (ask, suggest,
+`trial.report` + `trial.should_prune` every epoch, tell) with the same sampler and pruner on
+PostgreSQL. The sides are interleaved trial by trial, so machine noise hits all alike.
 
     python -m benchmarks.storage_cost [--quick]
 """
@@ -16,9 +18,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import optuna
+from optuna.trial import TrialState
+
 from benchmarks.common import ROOT, median, scratch_postgres, write
-from sweeper import storage, studyfile
+from sweeper import search, storage, studyfile
+from sweeper.studyfile import StudySpec
 from sweeper.worker import Worker, open_study
+
+
+PLAIN = "plain Optuna script, postgresql"
 
 
 def _curve(params: dict, epoch: int) -> float:
@@ -28,6 +37,7 @@ def _curve(params: dict, epoch: int) -> float:
 
 
 def _one_trial(worker: Worker, epochs: int) -> float:
+    """The worker's path."""
     started = time.perf_counter()
     trial = worker._claim()
     recorder = worker.recorder(trial)
@@ -40,10 +50,23 @@ def _one_trial(worker: Worker, epochs: int) -> float:
         if worker._report(recorder, trial, value, epoch):
             pruned = True
             break
-    from optuna.trial import TrialState
-
     state = TrialState.PRUNED if pruned else TrialState.COMPLETE
     worker._record(recorder, trial, {"worker": worker.name}, history, started, state, None if pruned else max(history["val_acc"]))
+    return time.perf_counter() - started
+
+
+def _plain_trial(study: optuna.Study, spec: StudySpec, epochs: int) -> float:
+    """What a hand-written Optuna script does with the same sampler and pruner."""
+    started = time.perf_counter()
+    trial = study.ask()
+    params = search.suggest(trial, spec)
+    for epoch in range(1, epochs + 1):
+        trial.report(_curve(params, epoch), epoch)
+        if trial.should_prune():
+            study.tell(trial, state=TrialState.PRUNED)
+            break
+    else:
+        study.tell(trial, _curve(params, epochs))
     return time.perf_counter() - started
 
 
@@ -57,18 +80,24 @@ def main() -> None:
     spec = spec.model_copy(update={"study": spec.study.model_copy(update={"budget": large + window})})
     epochs = spec.training.epochs
 
-    with scratch_postgres() as pg_url, tempfile.TemporaryDirectory() as tmp:
+    with scratch_postgres() as pg_url, scratch_postgres() as plain_url, tempfile.TemporaryDirectory() as tmp:
         urls = {"postgresql": storage.resolve_url(pg_url), "sqlite": f"sqlite:///{Path(tmp) / 'bench.db'}"}
         workers = {}
         for name, url in urls.items():
             store = storage.connect(url, heartbeat_seconds=spec.fleet.heartbeat_seconds, stale_after_seconds=spec.fleet.stale_after_seconds)
             workers[name] = Worker(spec, store, open_study(store, spec), Path(tmp), child=object())
-        times: dict[str, list[float]] = {name: [] for name in urls}
+        plain = optuna.create_study(
+            storage=storage.resolve_url(plain_url), study_name=spec.name, direction="maximize",
+            sampler=search.make_sampler(spec), pruner=search.make_pruner(spec),
+        )  # fmt: skip
+        times: dict[str, list[float]] = {name: [] for name in [*urls, PLAIN]}
         for _ in range(large + window):
-            for name, worker in workers.items():  # interleaved: PostgreSQL, SQLite, PostgreSQL, ...
+            for name, worker in workers.items():  # interleaved: PostgreSQL, SQLite, plain Optuna, PostgreSQL, ...
                 times[name].append(_one_trial(worker, epochs))
+            times[PLAIN].append(_plain_trial(plain, spec, epochs))
         for worker in workers.values():
             worker.store.close()
+        plain._storage._backend.engine.dispose()
 
     rows, summary = [], {"epochs_per_trial": epochs, "window": window}
     for name, series in times.items():
@@ -76,6 +105,7 @@ def main() -> None:
         at_large = median(series[large : large + window]) * 1000
         rows.append({"storage": name, f"ms/trial at {small}": at_small, f"ms/trial at {large}": at_large, "growth": at_large / at_small})
         summary[name] = {"ms_per_trial_small": at_small, "ms_per_trial_large": at_large, "growth": at_large / at_small}
+    summary["worker_vs_plain_optuna_postgresql"] = summary["postgresql"]["ms_per_trial_large"] / summary[PLAIN]["ms_per_trial_large"]
     summary["goal_postgresql"] = "<= 50 ms per trial at 1000 trials and growth <= 3x"
     write("storage_cost", "quick" if args.quick else "full", rows, summary)
 
