@@ -47,11 +47,11 @@ def _one_trial(worker: Worker, epochs: int) -> float:
         value = _curve(trial.params, epoch)
         history["val_acc"].append(value)
         history["acc"].append(value + 0.05)
-        if worker._report(recorder, trial, value, epoch):
+        if worker._report(recorder, value, epoch):
             pruned = True
             break
     state = TrialState.PRUNED if pruned else TrialState.COMPLETE
-    worker._record(recorder, trial, {"worker": worker.name}, history, started, state, None if pruned else max(history["val_acc"]))
+    worker._record(recorder, {"worker": worker.name}, history, started, state, None if pruned else max(history["val_acc"]))
     return time.perf_counter() - started
 
 

@@ -220,7 +220,7 @@ class Worker:
         while True:
             if self.stop.is_set():
                 self._child.kill()
-                return self._fail(recorder, trial, attrs, history, f"worker stopped ({self._stop_reason})", started)
+                return self._fail(recorder, attrs, history, f"worker stopped ({self._stop_reason})", started)
             message = self._child.receive(timeout=min(0.5, fleet.heartbeat_seconds / 2))
             now = time.monotonic()
             if now >= next_beat:
@@ -232,34 +232,34 @@ class Worker:
             if message is None:
                 continue
             if isinstance(message, ChildLost):
-                return self._fail(recorder, trial, attrs, history, message.reason, started)
+                return self._fail(recorder, attrs, history, message.reason, started)
             kind, payload = message
             if kind == "error":
                 self._child.kill()
-                return self._fail(recorder, trial, attrs, history, payload, started)
+                return self._fail(recorder, attrs, history, payload, started)
             if kind == "done":
                 attrs.update(payload)
                 state = TrialState.PRUNED if pruned_because else TrialState.COMPLETE
                 if pruned_because:
                     attrs["prune_reason"] = pruned_because
-                return self._finish(recorder, trial, state, attrs, history, started)
+                return self._finish(recorder, state, attrs, history, started)
             for key in ("acc", "loss", "val_acc", "val_loss"):
                 history[key].append(payload.get(key, math.nan))
             history["epoch_seconds"].append(payload["seconds"])
             epoch, val_acc, loss = payload["epoch"], payload.get("val_acc", math.nan), payload.get("loss", math.nan)
             if not (math.isfinite(loss) and math.isfinite(val_acc)):
                 pruned_because = f"loss became {loss} at epoch {epoch}"
-            elif self._db(lambda: self._report(recorder, trial, val_acc, epoch), "reporting an epoch"):
+            elif self._db(lambda: self._report(recorder, val_acc, epoch), "reporting an epoch"):
                 pruned_because = f"pruned by {self.spec.pruner.type} at epoch {epoch}"
             self._child.reply(keep_going=not pruned_because)
 
     def recorder(self, trial: optuna.trial.Trial) -> TrialRecorder:
         return TrialRecorder(self.study._storage, trial, self.spec.fleet.report_seconds)
 
-    def _report(self, recorder: TrialRecorder, trial: optuna.trial.Trial, val_acc: float, epoch: int) -> bool:
+    def _report(self, recorder: TrialRecorder, val_acc: float, epoch: int) -> bool:
         """Report the epoch; True if the pruner says stop."""
         recorder.report(epoch, val_acc)
-        return search.can_prune_at(self.spec, epoch) and trial.should_prune()
+        return search.can_prune_at(self.spec, epoch) and recorder.trial.should_prune()
 
     def _reap(self) -> None:
         with self.store.lock(self.spec.name):
@@ -275,15 +275,13 @@ class Worker:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(self.study)
 
-    def _finish(
-        self, recorder: TrialRecorder, trial: optuna.trial.Trial, state: TrialState, attrs: dict, history: dict, started: float
-    ) -> TrialState:
+    def _finish(self, recorder: TrialRecorder, state: TrialState, attrs: dict, history: dict, started: float) -> TrialState:
         summary = _summarize(history)
         attrs.update(summary)
         value = summary.get("best_val_acc")
         if state == TrialState.COMPLETE and value is None:
             state = TrialState.FAIL
-        frozen = self._record(recorder, trial, attrs, history, started, state, value if state == TrialState.COMPLETE else None)
+        frozen = self._record(recorder, attrs, history, started, state, value if state == TrialState.COMPLETE else None)
         now = self._db(lambda: progress(self.store, self.study, self.spec.study.budget), "counting trials")
         log.info(
             "%s: trial %d %s val_acc=%s epochs=%d %.1fs [%d/%d finished]",
@@ -292,13 +290,11 @@ class Worker:
         )  # fmt: skip
         return frozen.state
 
-    def _fail(
-        self, recorder: TrialRecorder, trial: optuna.trial.Trial, attrs: dict, history: dict, reason: str, started: float
-    ) -> TrialState:
+    def _fail(self, recorder: TrialRecorder, attrs: dict, history: dict, reason: str, started: float) -> TrialState:
         """Mark the trial FAIL with its reason and queue the same parameters again (bounded)."""
         attrs["fail_reason"] = reason
         attrs.update(_summarize(history))
-        frozen = self._record(recorder, trial, attrs, history, started, TrialState.FAIL, None)
+        frozen = self._record(recorder, attrs, history, started, TrialState.FAIL, None)
         frozen.user_attrs = {}  # the retry starts clean; the failure stays on this trial
         self._db(lambda: self._retry(self.study, frozen), "queueing a retry")
         log.warning("%s: trial %d FAIL: %s (queued again unless out of retries)", self.name, frozen.number, reason)
@@ -307,7 +303,6 @@ class Worker:
     def _record(
         self,
         recorder: TrialRecorder,
-        trial: optuna.trial.Trial,
         attrs: dict,
         history: dict,
         started: float,
@@ -316,6 +311,7 @@ class Worker:
     ) -> optuna.trial.FrozenTrial:
         """Store the epochs not yet stored, the attributes, then the end state (a retried write that had landed counts as done)."""
         attrs = {**attrs, "history": dict(history), "wall_seconds": time.monotonic() - started}
+        trial = recorder.trial
 
         def write() -> optuna.trial.FrozenTrial:
             recorder.write(attrs)

@@ -59,10 +59,10 @@ def _sweeper_side(worker: Worker, trials: int) -> dict[int, int]:
         for epoch, value in enumerate(curve, start=1):
             history["val_acc"].append(value)
             history["acc"].append(value)
-            if worker._report(recorder, trial, value, epoch):
+            if worker._report(recorder, value, epoch):
                 state = TrialState.PRUNED
                 break
-        worker._record(recorder, trial, {"note": "x"}, history, 0.0, state, max(history["val_acc"]) if state == TrialState.COMPLETE else None)
+        worker._record(recorder, {"note": "x"}, history, 0.0, state, max(history["val_acc"]) if state == TrialState.COMPLETE else None)
         stopped[trial.number] = epoch
     return stopped
 
@@ -109,15 +109,16 @@ def test_batched_reports_prune_exactly_like_trial_report(url: str, tmp_path: Pat
 
 def test_epochs_reach_the_storage_within_report_seconds_and_before_the_result(url: str, tmp_path: Path) -> None:
     deferred, immediate = _worker(url, tmp_path, report_seconds=3600), _worker(url, tmp_path, report_seconds=0)
+    database = optuna.storages.RDBStorage(storage.resolve_url(url))  # what another process would read
     try:
-        stored = lambda trial: deferred.study._storage.get_trial(trial._trial_id).intermediate_values  # noqa: E731
+        stored = lambda trial: database.get_trial(trial._trial_id).intermediate_values  # noqa: E731
         slow, fast = deferred._claim(), immediate._claim()
         slow_recorder, fast_recorder = deferred.recorder(slow), immediate.recorder(fast)
         for epoch in (1, 2):
             slow_recorder.report(epoch, 0.1 * epoch)
             fast_recorder.report(epoch, 0.1 * epoch)
         assert stored(slow) == {} and stored(fast) == {1: 0.1, 2: 0.2}
-        deferred._record(slow_recorder, slow, {}, {"val_acc": [0.1, 0.2], "acc": [0.1, 0.2]}, 0.0, TrialState.COMPLETE, 0.2)
+        deferred._record(slow_recorder, {}, {"val_acc": [0.1, 0.2], "acc": [0.1, 0.2]}, 0.0, TrialState.COMPLETE, 0.2)
         assert stored(slow) == {1: 0.1, 2: 0.2}
         with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # a finished trial stays as it was
             slow_recorder.report(3, 0.3)
@@ -126,3 +127,4 @@ def test_epochs_reach_the_storage_within_report_seconds_and_before_the_result(ur
     finally:
         deferred.store.close()
         immediate.store.close()
+        database.engine.dispose()
