@@ -7,9 +7,11 @@ Reports the per-epoch throughput ratio (A's epoch time over B's, epochs after th
 carries graph tracing in both) and the fixed per-trial overhead: wall time minus epoch time,
 per trial. With `--trials N` each worker run trains N trials of the same configuration, so the
 worker's own start-up is shared out as it is in a sweep, and `--trials-per-child` shows what a
-warm training child saves.
+warm training child saves. With two counts (`--trials 2 6`) the worker runs both in each round,
+and the difference splits B's fixed cost into a once-per-worker start-up (process, imports,
+TensorFlow in the child, data) and the marginal cost of each further trial.
 
-    python -m benchmarks.trainer_overhead [--quick] [--epochs E] [--trials N] [--trials-per-child K]
+    python -m benchmarks.trainer_overhead [--quick] [--epochs E] [--trials N [M]] [--trials-per-child K]
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 epochs on 1,000 images instead of 30 on the whole subset")
     parser.add_argument("--rounds", type=int, default=2, help="A B pairs")
     parser.add_argument("--epochs", type=int, help="epochs per run (default 3 quick, 30 full)")
-    parser.add_argument("--trials", type=int, default=1, help="trials per worker run (B); its fixed overhead is shared out among them")
+    parser.add_argument("--trials", type=int, nargs="+", default=[1], help="trials per worker run (B), one or two counts")
     parser.add_argument("--trials-per-child", type=int, help="override the study's trials_per_child for B")
     args = parser.parse_args()
     epochs, images = (3, 1000) if args.quick else (30, 0)
@@ -88,8 +90,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(args.rounds):
             runs.append(_plain(folder, epochs, images))
-            runs.append(_worker(folder, epochs, images, Path(tmp), index, args.trials, args.trials_per_child))
-            print(runs[-2]["side"], round(runs[-2]["wall"], 2), "|", runs[-1]["side"], round(runs[-1]["wall"], 2), flush=True)
+            for count in args.trials:
+                runs.append(_worker(folder, epochs, images, Path(tmp), len(runs), count, args.trials_per_child))
+            print(" | ".join(f"{run['side']} x{run.get('trials', 1)} {run['wall']:.1f}s" for run in runs[-1 - len(args.trials):]), flush=True)
     rows = []
     for run in runs:
         steady = median(run["epoch_seconds"][1:])
@@ -100,19 +103,32 @@ def main() -> None:
     a = [r for r in rows if r["side"].startswith("A")]
     b = [r for r in rows if r["side"].startswith("B")]
     throughput_ratio = median([r["steady epoch s"] for r in a]) / median([r["steady epoch s"] for r in b])
-    overhead_b = median([r["fixed overhead s/trial"] for r in b])
+    most = max(args.trials)
+    fixed = {n: median([r["wall s"] - r["epochs s"] for r in b if r["trials"] == n]) for n in args.trials}
+    overhead_b = fixed[most] / most
     overhead_a = median([r["fixed overhead s/trial"] for r in a])
     thirty_epoch_trial = 30 * median([r["steady epoch s"] for r in b])
+    trials_per_child = args.trials_per_child or tomllib_load(ROOT / "studies" / "cifar10-regularization.toml")["fleet"]["trials_per_child"]
     summary = {
         "data": str(folder), "epochs": epochs, "train_images": images or "all", "worker_trials": args.trials,
-        "trials_per_child": args.trials_per_child or tomllib_load(ROOT / "studies" / "cifar10-regularization.toml")["fleet"]["trials_per_child"],
+        "trials_per_child": trials_per_child,
         "throughput_ratio": throughput_ratio,
         "fixed_overhead_seconds": {"plain": overhead_a, "worker": overhead_b, "worker_minus_plain": overhead_b - overhead_a},
         "worker_overhead_vs_30_epoch_trial": overhead_b / thirty_epoch_trial,
         "extra_overhead_vs_30_epoch_trial": (overhead_b - overhead_a) / thirty_epoch_trial,
         "goal": "throughput ratio >= 0.97; per-trial overhead <= 2% of a 30-epoch trial on the real subset",
     }  # fmt: skip
-    mode = "quick" if args.quick else f"full-{epochs}-epochs" + (f"-{args.trials}-trials" if args.trials > 1 else "")
+    if len(fixed) > 1:
+        fewest = min(args.trials)
+        marginal = (fixed[most] - fixed[fewest]) / (most - fewest)
+        startup = fixed[fewest] - marginal * fewest
+        summary.update({
+            "worker_startup_seconds": startup, "worker_marginal_seconds_per_trial": marginal,
+            "marginal_vs_30_epoch_trial": marginal / thirty_epoch_trial,
+            "per_trial_over_a_childs_life_vs_30_epoch_trial": (marginal + startup / trials_per_child) / thirty_epoch_trial,
+        })  # fmt: skip
+    counts = "-".join(map(str, args.trials))
+    mode = "quick" if args.quick else f"full-{epochs}-epochs" + (f"-{counts}-trials" if args.trials != [1] else "")
     mode += f"-{args.trials_per_child}-per-child" if args.trials_per_child else ""
     write("trainer_overhead", mode, rows, summary)
 

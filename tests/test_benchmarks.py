@@ -38,9 +38,10 @@ def result(results_dir: Path):
 
 
 def test_trainer_overhead_quick(bench_env: dict, result) -> None:
-    _run("trainer_overhead", "--quick", "--rounds", "1", env=bench_env)
+    _run("trainer_overhead", "--quick", "--rounds", "1", "--trials", "1", "2", env=bench_env)
     written = result("trainer_overhead")
-    assert written["summary"]["throughput_ratio"] > 0 and len(written["rows"]) == 2
+    assert written["summary"]["throughput_ratio"] > 0 and [row["trials"] for row in written["rows"]] == [1, 1, 2]
+    assert written["summary"]["worker_startup_seconds"] > 0
     assert written["machine"]["cores"] >= 1
 
 
