@@ -142,5 +142,5 @@ class HeldTrialStorage(_CachedStorage):
 
     def _update(self, trial_id: int, change: Callable[[FrozenTrial], None]) -> None:
         with self._lock:
-            if self._held is not None and self._held._trial_id == trial_id:
+            if self._is_held(trial_id):
                 change(self._held)
