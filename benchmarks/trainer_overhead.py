@@ -78,7 +78,7 @@ def tomllib_load(path: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 epochs on 1,000 images instead of 30 on the whole subset")
-    parser.add_argument("--rounds", type=int, default=2, help="A B pairs")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of A, then B once per trial count")
     parser.add_argument("--epochs", type=int, help="epochs per run (default 3 quick, 30 full)")
     parser.add_argument("--trials", type=int, nargs="+", default=[1], help="trials per worker run (B), one or two counts")
     parser.add_argument("--trials-per-child", type=int, help="override the study's trials_per_child for B")
