@@ -33,7 +33,6 @@ class HeldTrialStorage(_CachedStorage):
     def __init__(self, backend: RDBStorage) -> None:
         super().__init__(backend)
         self._held: FrozenTrial | None = None
-        self._held_study_id = -1
         self._study_ids: dict[str, int] = {}
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
@@ -63,7 +62,6 @@ class HeldTrialStorage(_CachedStorage):
         with self._lock:
             study = self._studies[study_id]
             self._held = study.trials[self._trial_id_to_study_id_and_number[trial_id][1]]
-            self._held_study_id = study_id
 
     def get_study_id_from_name(self, study_name: str) -> int:
         """Remembered: Hyperband looks its study up by name for every sampling step and pruning check."""
@@ -93,7 +91,7 @@ class HeldTrialStorage(_CachedStorage):
         """Optuna's incremental read, skipping the held trial (every trial below it is already known)."""
         with self._lock:
             study = self._studies.setdefault(study_id, _StudyInfo())
-            held = self._held if self._held_study_id == study_id else None
+            held = self._held if self._held and self._trial_id_to_study_id_and_number[self._held._trial_id][0] == study_id else None
             unfinished = study.unfinished_trial_ids - {held._trial_id} if held else study.unfinished_trial_ids
             newer_than = max(study.last_finished_trial_id, held._trial_id if held else -1)
             trials = self._backend._get_trials(study_id, states=None, included_trial_ids=unfinished, trial_id_greater_than=newer_than)
