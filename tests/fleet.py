@@ -12,8 +12,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import storage
-from tests.conftest import sweeper_command
+from sweeper import storage, studyfile
+from tests.conftest import ROOT, sweeper_command
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -78,7 +78,7 @@ def wait_for(condition: Callable[[], object], timeout: float = 240, what: str = 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-PARAMS = {"dropout", "batchnorm", "learning_rate"}
+PARAMS = set(studyfile.load(ROOT / "studies" / "smoke.toml").space.distributions())  # the fleet tests' studies copy smoke.toml
 
 
 def running_trial_of(url: str, name: str, worker: WorkerProcess) -> optuna.trial.FrozenTrial | None:
