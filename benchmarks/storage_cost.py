@@ -40,18 +40,17 @@ def _one_trial(worker: Worker, epochs: int) -> float:
     """The worker's path."""
     started = time.perf_counter()
     trial = worker._claim()
-    recorder = worker.recorder(trial)
     history: dict[str, list[float]] = {"val_acc": [], "acc": []}
     pruned = False
     for epoch in range(1, epochs + 1):
         value = _curve(trial.params, epoch)
         history["val_acc"].append(value)
         history["acc"].append(value + 0.05)
-        if worker._report(recorder, value, epoch):
+        if worker._report(trial, value, epoch):
             pruned = True
             break
     state = TrialState.PRUNED if pruned else TrialState.COMPLETE
-    worker._record(recorder, {"worker": worker.name}, history, started, state, None if pruned else max(history["val_acc"]))
+    worker._record(trial, {"worker": worker.name}, history, started, state, None if pruned else max(history["val_acc"]))
     return time.perf_counter() - started
 
 

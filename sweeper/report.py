@@ -65,7 +65,7 @@ def text(content: dict[str, Any]) -> str:
         "",
     ]
     if content["best"] is None:
-        lines.append(f"No finished trials yet: start a worker with 'sweeper worker <study file>'.")
+        lines.append("No finished trials yet: start a worker with 'sweeper worker <study file>'.")
         return "\n".join(lines)
     lines += [content["answer"], ""]
     if content["nonfinite_loss_trials"]:

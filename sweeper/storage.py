@@ -10,22 +10,18 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
-import json
 import logging
 import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import sqlalchemy
-from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
@@ -320,38 +316,3 @@ def adopt_orphans(store: Store, study_id: int, older_than_seconds: float) -> int
         store.storage.record_heartbeat(trial_id)
     return len(orphans)
 
-
-def write_trial(
-    rdb: optuna.storages.RDBStorage, trial_id: int, intermediate_values: Mapping[int, float], user_attrs: Mapping[str, Any]
-) -> None:
-    """Write a running trial's intermediate values and user attributes in one transaction.
-
-    Optuna's public methods commit every row on its own (with two reads each); this writes them
-    as two upserts into Optuna's own tables, encoded by Optuna's models, after the same "trial is
-    still running" check under a row lock. Optuna is pinned below 6; the tests read the rows
-    back through Optuna on PostgreSQL and SQLite.
-    """
-    if not intermediate_values and not user_attrs:
-        return
-    insert = postgresql.insert if rdb.engine.name == "postgresql" else sqlite.insert
-    with _create_scoped_session(rdb.scoped_session) as session:
-        trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-        rdb.check_trial_is_updatable(trial_id, trial.state)
-        if intermediate_values:
-            table = models.TrialIntermediateValueModel
-            rows = []
-            for step, value in intermediate_values.items():
-                stored, kind = table.intermediate_value_to_stored_repr(value)
-                rows.append({"trial_id": trial_id, "step": step, "intermediate_value": stored, "intermediate_value_type": kind})
-            upsert = insert(table).values(rows)
-            session.execute(upsert.on_conflict_do_update(
-                index_elements=[table.trial_id, table.step],
-                set_={"intermediate_value": upsert.excluded.intermediate_value,
-                      "intermediate_value_type": upsert.excluded.intermediate_value_type},
-            ))  # fmt: skip
-        if user_attrs:
-            attrs = models.TrialUserAttributeModel
-            upsert = insert(attrs).values([{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in user_attrs.items()])
-            session.execute(upsert.on_conflict_do_update(
-                index_elements=[attrs.trial_id, attrs.key], set_={"value_json": upsert.excluded.value_json}
-            ))  # fmt: skip

@@ -28,7 +28,6 @@ from sweeper import search, storage
 from sweeper.errors import SweeperError
 from sweeper.gpus import GpuSlot
 from sweeper.heldtrial import HeldTrialStorage
-from sweeper.recorder import TrialRecorder
 from sweeper.storage import Store
 from sweeper.studyfile import StudySpec
 from sweeper.training import ChildLost, Job, TrainingProcess
@@ -120,6 +119,7 @@ class Worker:
     child: Any = None
     """The training process handle; benchmarks pass a stand-in with the same methods."""
     _stop_reason: str = ""
+    _next_reap: float = 0.0
 
     def __post_init__(self) -> None:
         fleet = self.spec.fleet
@@ -127,6 +127,12 @@ class Worker:
             self.data_folder, self.gpu.child_env(), fleet.trials_per_child, fleet.child_growth_mb
         )
         self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=fleet.max_retries)
+
+    @property
+    def trial_storage(self) -> HeldTrialStorage:
+        """The study's storage: it keeps the running trial's writes until `flush()` or the trial's end."""
+        assert isinstance(self.study._storage, HeldTrialStorage)
+        return self.study._storage
 
     def request_stop(self, reason: str) -> None:
         """Finish cleanly: the current trial is marked FAIL and queued again, then the worker exits 0.
@@ -174,10 +180,11 @@ class Worker:
         return 0
 
     def _claim(self) -> optuna.trial.Trial | Progress | None:
-        """Under the study lock: reap dead workers' trials, then take a trial if the budget allows."""
+        """Under the study lock: reap dead workers' trials if due, then take a trial if the budget allows."""
         with self.store.lock(self.spec.name), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "heartbeat is supposed to be used with optimize"
-            self._reap_unlocked()
+            if time.monotonic() >= self._next_reap:
+                self._reap_unlocked()
             now = progress(self.store, self.study, self.spec.study.budget)
             if now.done:
                 log.info("%s: study %s is complete (%d/%d trials finished)", self.name, self.spec.name, now.finished, now.budget)
@@ -186,11 +193,12 @@ class Worker:
                 return now
             trial = self.study.ask()  # a new trial, or the next queued baseline or retry
             self.store.storage.record_heartbeat(trial._trial_id)
-            trial.set_user_attr("worker", self.name)  # who holds it, visible while it runs
         # Sampling (TPE reads the whole history) happens outside the lock, so claims stay short;
         # the per-trial seed and constant_liar keep concurrent workers from choosing alike.
         search.seed_trial(self.study.sampler, self.spec, trial.number)
         search.suggest(trial, self.spec)
+        trial.set_user_attr("worker", self.name)  # who holds it, visible while it runs
+        self.trial_storage.flush()  # the parameters count for other workers' samplers (constant liar) from now on
         return trial
 
     def _run_trial(self, trial: optuna.trial.Trial) -> TrialState:
@@ -212,54 +220,59 @@ class Worker:
         self._child.start(
             Job(params, training.epochs, training.batch_size, seed, training.jit_compile, training.mixed_precision)
         )
-        recorder = self.recorder(trial)
         history: dict[str, list[float]] = defaultdict(list)
         attrs: dict[str, Any] = {"seed": seed, "worker": self.name, "host": socket.gethostname(), "gpu": self.gpu.label}
         pruned_because = ""
-        next_beat = next_reap = time.monotonic()
+        next_beat = time.monotonic() + fleet.heartbeat_seconds  # the claim recorded the first
         while True:
             if self.stop.is_set():
                 self._child.kill()
-                return self._fail(recorder, attrs, history, f"worker stopped ({self._stop_reason})", started)
+                return self._fail(trial, attrs, history, f"worker stopped ({self._stop_reason})", started)
             message = self._child.receive(timeout=min(0.5, fleet.heartbeat_seconds / 2))
             now = time.monotonic()
             if now >= next_beat:
                 self._db(lambda: self.store.storage.record_heartbeat(trial._trial_id), "recording a heartbeat")
                 next_beat = now + fleet.heartbeat_seconds
-            if now >= next_reap:  # so a lone worker still revives trials of workers that died
+            if now >= self._next_reap:  # so a lone worker still revives trials of workers that died
                 self._db(self._reap, "reaping stale trials")
-                next_reap = now + fleet.stale_after_seconds / 2
             if message is None:
                 continue
             if isinstance(message, ChildLost):
-                return self._fail(recorder, attrs, history, message.reason, started)
+                return self._fail(trial, attrs, history, message.reason, started)
             kind, payload = message
             if kind == "error":
                 self._child.kill()
-                return self._fail(recorder, attrs, history, payload, started)
+                return self._fail(trial, attrs, history, payload, started)
             if kind == "done":
                 attrs.update(payload)
                 state = TrialState.PRUNED if pruned_because else TrialState.COMPLETE
                 if pruned_because:
                     attrs["prune_reason"] = pruned_because
-                return self._finish(recorder, state, attrs, history, started)
+                return self._finish(trial, state, attrs, history, started)
             for key in ("acc", "loss", "val_acc", "val_loss"):
                 history[key].append(payload.get(key, math.nan))
             history["epoch_seconds"].append(payload["seconds"])
             epoch, val_acc, loss = payload["epoch"], payload.get("val_acc", math.nan), payload.get("loss", math.nan)
             if not (math.isfinite(loss) and math.isfinite(val_acc)):
                 pruned_because = f"loss became {loss} at epoch {epoch}"
-            elif self._db(lambda: self._report(recorder, val_acc, epoch), "reporting an epoch"):
+            elif self._db(lambda: self._report(trial, val_acc, epoch), "reporting an epoch"):
                 pruned_because = f"pruned by {self.spec.pruner.type} at epoch {epoch}"
             self._child.reply(keep_going=not pruned_because)
 
-    def recorder(self, trial: optuna.trial.Trial) -> TrialRecorder:
-        return TrialRecorder(self.study._storage, trial, self.spec.fleet.report_seconds)
+    def _report(self, trial: optuna.trial.Trial, val_acc: float, epoch: int) -> bool:
+        """Report the epoch; True if the pruner says stop.
 
-    def _report(self, recorder: TrialRecorder, val_acc: float, epoch: int) -> bool:
-        """Report the epoch; True if the pruner says stop."""
-        recorder.report(epoch, val_acc)
-        return search.can_prune_at(self.spec, epoch) and recorder.trial.should_prune()
+        The epoch reaches the database once `report_seconds` have passed since the last write (the
+        dashboard's live curves), else with a later epoch or the result. A pruning check writes
+        at once: the rung's value then counts in other workers' checks, as with `trial.report`.
+        """
+        trial.report(val_acc, epoch)
+        if not search.can_prune_at(self.spec, epoch):
+            self.trial_storage.flush(older_than=self.spec.fleet.report_seconds)
+            return False
+        prune = trial.should_prune()
+        self.trial_storage.flush()
+        return prune
 
     def _reap(self) -> None:
         with self.store.lock(self.spec.name):
@@ -268,6 +281,7 @@ class Worker:
     def _reap_unlocked(self) -> None:
         """Fail (and queue again) the trials of workers that stopped beating; call under the lock."""
         fleet = self.spec.fleet
+        self._next_reap = time.monotonic() + fleet.stale_after_seconds / 2
         adopted = storage.adopt_orphans(self.store, self.study._study_id, fleet.stale_after_seconds)
         if adopted:
             log.info("%s: %d RUNNING trial(s) never had a heartbeat; they will be reaped if no worker claims them", self.name, adopted)
@@ -275,13 +289,13 @@ class Worker:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(self.study)
 
-    def _finish(self, recorder: TrialRecorder, state: TrialState, attrs: dict, history: dict, started: float) -> TrialState:
+    def _finish(self, trial: optuna.trial.Trial, state: TrialState, attrs: dict, history: dict, started: float) -> TrialState:
         summary = _summarize(history)
         attrs.update(summary)
         value = summary.get("best_val_acc")
         if state == TrialState.COMPLETE and value is None:
             state = TrialState.FAIL
-        frozen = self._record(recorder, attrs, history, started, state, value if state == TrialState.COMPLETE else None)
+        frozen = self._record(trial, attrs, history, started, state, value if state == TrialState.COMPLETE else None)
         now = self._db(lambda: progress(self.store, self.study, self.spec.study.budget), "counting trials")
         log.info(
             "%s: trial %d %s val_acc=%s epochs=%d %.1fs [%d/%d finished]",
@@ -290,11 +304,11 @@ class Worker:
         )  # fmt: skip
         return frozen.state
 
-    def _fail(self, recorder: TrialRecorder, attrs: dict, history: dict, reason: str, started: float) -> TrialState:
+    def _fail(self, trial: optuna.trial.Trial, attrs: dict, history: dict, reason: str, started: float) -> TrialState:
         """Mark the trial FAIL with its reason and queue the same parameters again (bounded)."""
         attrs["fail_reason"] = reason
         attrs.update(_summarize(history))
-        frozen = self._record(recorder, attrs, history, started, TrialState.FAIL, None)
+        frozen = self._record(trial, attrs, history, started, TrialState.FAIL, None)
         frozen.user_attrs = {}  # the retry starts clean; the failure stays on this trial
         self._db(lambda: self._retry(self.study, frozen), "queueing a retry")
         log.warning("%s: trial %d FAIL: %s (queued again unless out of retries)", self.name, frozen.number, reason)
@@ -302,19 +316,22 @@ class Worker:
 
     def _record(
         self,
-        recorder: TrialRecorder,
+        trial: optuna.trial.Trial,
         attrs: dict,
         history: dict,
         started: float,
         state: TrialState,
         value: float | None,
     ) -> optuna.trial.FrozenTrial:
-        """Store the epochs not yet stored, the attributes, then the end state (a retried write that had landed counts as done)."""
+        """Store the attributes with the epochs not yet stored and the end state, in one transaction.
+
+        A retried write that had landed before the connection dropped counts as done.
+        """
         attrs = {**attrs, "history": dict(history), "wall_seconds": time.monotonic() - started}
-        trial = recorder.trial
 
         def write() -> optuna.trial.FrozenTrial:
-            recorder.write(attrs)
+            for key, attr in attrs.items():
+                trial.set_user_attr(key, attr)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 return self.study.tell(trial, value, state=state)

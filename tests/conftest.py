@@ -38,7 +38,7 @@ def pg_server() -> Iterator[str]:
     given = os.environ.get("SWEEPER_TEST_POSTGRES_URL")
     if given:
         if not _answers(given):
-            pytest.fail(f"SWEEPER_TEST_POSTGRES_URL is set but no PostgreSQL answers there")
+            pytest.fail("SWEEPER_TEST_POSTGRES_URL is set but no PostgreSQL answers there")
         yield given
         return
     if _answers(LOCAL_SERVER):

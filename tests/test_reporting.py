@@ -1,4 +1,4 @@
-"""Batched epoch writes: the same pruning decisions and the same stored rows as Optuna's own calls."""
+"""The worker's batched writes: the same pruning decisions and the same stored rows as Optuna's own calls."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ EPOCHS = 30
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgresql":
         return request.getfixturevalue("pg_url")
-    return f"sqlite:///{tmp_path / 'recorder.db'}"
+    return f"sqlite:///{tmp_path / 'reporting.db'}"
 
 
 def _curve(number: int) -> list[float]:
@@ -54,15 +54,14 @@ def _sweeper_side(worker: Worker, trials: int) -> dict[int, int]:
     stopped = {}
     for _ in range(trials):
         trial = worker._claim()
-        recorder = worker.recorder(trial)
         curve, state, history = _curve(trial.number), TrialState.COMPLETE, {"val_acc": [], "acc": []}
         for epoch, value in enumerate(curve, start=1):
             history["val_acc"].append(value)
             history["acc"].append(value)
-            if worker._report(recorder, value, epoch):
+            if worker._report(trial, value, epoch):
                 state = TrialState.PRUNED
                 break
-        worker._record(recorder, {"note": "x"}, history, 0.0, state, max(history["val_acc"]) if state == TrialState.COMPLETE else None)
+        worker._record(trial, {"note": "x"}, history, 0.0, state, max(history["val_acc"]) if state == TrialState.COMPLETE else None)
         stopped[trial.number] = epoch
     return stopped
 
@@ -113,17 +112,18 @@ def test_epochs_reach_the_storage_within_report_seconds_and_before_the_result(ur
     try:
         stored = lambda trial: database.get_trial(trial._trial_id).intermediate_values  # noqa: E731
         slow, fast = deferred._claim(), immediate._claim()
-        slow_recorder, fast_recorder = deferred.recorder(slow), immediate.recorder(fast)
-        for epoch in (1, 2):
-            slow_recorder.report(epoch, 0.1 * epoch)
-            fast_recorder.report(epoch, 0.1 * epoch)
+        assert database.get_trial(slow._trial_id).params == slow.params  # the claim writes the parameters at once
+        for epoch in (1, 2):  # epochs 1 and 2 are below the first rung (3): no pruning check writes them
+            deferred._report(slow, 0.1 * epoch, epoch)
+            immediate._report(fast, 0.1 * epoch, epoch)
         assert stored(slow) == {} and stored(fast) == {1: 0.1, 2: 0.2}
-        deferred._record(slow_recorder, {}, {"val_acc": [0.1, 0.2], "acc": [0.1, 0.2]}, 0.0, TrialState.COMPLETE, 0.2)
+        deferred._record(slow, {}, {"val_acc": [0.1, 0.2], "acc": [0.1, 0.2]}, 0.0, TrialState.COMPLETE, 0.2)
         assert stored(slow) == {1: 0.1, 2: 0.2}
         with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # a finished trial stays as it was
-            slow_recorder.report(3, 0.3)
-            slow_recorder.write({"late": True})
-        assert stored(slow) == {1: 0.1, 2: 0.2}
+            slow.report(0.3, 3)
+        with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+            slow.set_user_attr("late", True)
+        assert stored(slow) == {1: 0.1, 2: 0.2} and "late" not in database.get_trial(slow._trial_id).user_attrs
     finally:
         deferred.store.close()
         immediate.store.close()
