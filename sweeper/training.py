@@ -51,9 +51,9 @@ class TrainingProcess:
     """
 
     data_folder: Path
+    trials_per_child: int
+    child_growth_mb: float
     env: dict[str, str] = field(default_factory=dict)
-    trials_per_child: int = 1
-    child_growth_mb: float = 1024.0
     _process: Any = None
     _conn: Any = None
     _trials_run: int = 0

@@ -124,7 +124,7 @@ class Worker:
     def __post_init__(self) -> None:
         fleet = self.spec.fleet
         self._child = self.child or TrainingProcess(
-            self.data_folder, self.gpu.child_env(), fleet.trials_per_child, fleet.child_growth_mb
+            self.data_folder, fleet.trials_per_child, fleet.child_growth_mb, self.gpu.child_env()
         )
         self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=fleet.max_retries)
 

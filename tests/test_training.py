@@ -32,7 +32,7 @@ def _train(process: TrainingProcess, batch_size: int, epochs: int = 1) -> tuple[
 
 
 def test_warm_child_serves_trials_per_child_trials_with_a_fresh_childs_results(prepared: Path) -> None:
-    process = TrainingProcess(prepared, trials_per_child=2)
+    process = TrainingProcess(prepared, trials_per_child=2, child_growth_mb=4096)
     try:
         runs = [_train(process, 32, epochs=2) for _ in range(3)]
     finally:
