@@ -51,6 +51,14 @@ def test_storage_cost_quick(bench_env: dict, result) -> None:
     assert summary["postgresql"]["ms_per_trial_large"] > 0 and summary["sqlite"]["ms_per_trial_large"] > 0
 
 
+def test_storage_phases_quick(bench_env: dict, result) -> None:
+    _run("storage_phases", "--quick", env=bench_env)
+    written = result("storage_phases")
+    phases = {row["phase"]: row for row in written["rows"]}
+    assert phases["ask"]["statements/trial"] > 0 and phases["tell (writes the result)"]["statements/trial"] > 0
+    assert written["summary"]["statements_per_trial"] == pytest.approx(sum(row["statements/trial"] for row in written["rows"]))
+
+
 def test_worker_scaling_quick(bench_env: dict, result) -> None:
     _run("worker_scaling", "--quick", env=bench_env)
     summary = result("worker_scaling")["summary"]
