@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Container, Sequence
 from typing import Any
 
 from optuna import distributions
@@ -163,12 +163,10 @@ class HeldTrialStorage(_CachedStorage):
         else:
             distributions.check_distribution_compatibility(known, distribution)
             self._unsent.params[param_name] = (param_value_internal, distribution)
-
-        def change(trial: FrozenTrial) -> None:
-            trial.params[param_name] = distribution.to_external_repr(param_value_internal)
-            trial.distributions[param_name] = distribution
-
-        self._mirror(trial_id, change)
+        with self._lock:
+            if self._is_held(trial_id):
+                self._held.params[param_name] = distribution.to_external_repr(param_value_internal)
+                self._held.distributions[param_name] = distribution
 
     def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
         if not self._keep(trial_id, "intermediate_values", step, intermediate_value):
@@ -191,8 +189,3 @@ class HeldTrialStorage(_CachedStorage):
             # Attributes as the database will give them back (tuples become lists, ...).
             getattr(self._held, kind)[key] = value if kind == "intermediate_values" else json.loads(json.dumps(value))
             return True
-
-    def _mirror(self, trial_id: int, change: Callable[[FrozenTrial], None]) -> None:
-        with self._lock:
-            if self._is_held(trial_id):
-                change(self._held)
