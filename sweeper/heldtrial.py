@@ -94,7 +94,7 @@ class HeldTrialStorage(_CachedStorage):
             study.unfinished_trial_ids.discard(held._trial_id)
             # Every trial below it was cached when it was held, and later ones are read by id.
             study.last_finished_trial_id = max(study.last_finished_trial_id, held._trial_id)
-            self._held, self._unsent = None, TrialWrites()
+        self._release()
 
     def flush(self, older_than: float = 0.0) -> None:
         """Write the held trial's unsent writes in one transaction, if the last write is `older_than` seconds old.
