@@ -12,7 +12,7 @@ export SWEEPER_DATA_DIR ?= $(CURDIR)/tests/fixtures/cifar-10-batches-py
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[cpu,test]"
+	$(BIN)/python -m pip install --quiet -e ".[cpu,jax-cpu,test]"
 	touch $@
 
 setup: $(VENV)/.installed

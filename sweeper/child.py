@@ -13,6 +13,7 @@ from typing import Any
 
 import keras
 
+from sweeper import backends
 from sweeper.data import Dataset, open_prepared
 from sweeper.model import build_model
 from sweeper.training import Job
@@ -42,6 +43,7 @@ class EpochReporter(keras.callbacks.Callback):
 
 
 def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connection) -> dict[str, Any]:
+    backends.check_gpu_seen(backends.describe_device()["device"], keras.backend.backend())
     keras.utils.set_random_seed(job.seed)
     keras.mixed_precision.set_global_policy("mixed_float16" if job.mixed_precision else "float32")
     model = build_model(**job.params, jit_compile=job.jit_compile)
@@ -57,6 +59,9 @@ def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connectio
     )
     images = len(dataset.x_train) * reporter.epochs_run
     return {
+        **backends.describe_device(),
+        "mixed_precision": job.mixed_precision,
+        "train_images": len(dataset.x_train),
         "train_seconds": reporter.seconds,
         "images_per_second": images / reporter.seconds if reporter.seconds else 0.0,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 from tabulate import tabulate
 
-from sweeper import data, search, storage, studyfile
+from sweeper import backends, data, search, storage, studyfile
 from sweeper.studies import summaries
 from sweeper.errors import SweeperError
 
@@ -44,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-dir", help="CIFAR-10 directory or tarball (default: $SWEEPER_DATA_DIR, else download)")
 
     def gpu_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--gpu", type=_gpu_choice, default="auto", help="auto (claim a free GPU), none, or a GPU index")
+        p.add_argument("--backend", help="Keras backend: tensorflow, jax or torch (default: $KERAS_BACKEND, else tensorflow)")
+        p.add_argument(
+            "--gpu", type=_gpu_choice, default="auto",
+            help="auto (claim a free GPU, else the CPU), require (a GPU or exit 2), none, or a GPU index",
+        )  # fmt: skip
         p.add_argument("--workers-per-gpu", type=_positive_int, default=1, help="pack K workers on each GPU")
         p.add_argument(
             "--gpu-fallback", choices=("wait", "cpu"), default="wait", help="with --gpu auto and no free GPU"
@@ -100,8 +104,11 @@ def _gpu_choice(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _gpu_args(args: argparse.Namespace) -> list[str]:
-    return ["--gpu", args.gpu, "--workers-per-gpu", str(args.workers_per_gpu), "--gpu-fallback", args.gpu_fallback]
+def _gpu_args(args: argparse.Namespace, backend: str) -> list[str]:
+    return [
+        "--backend", backend, "--gpu", args.gpu,
+        "--workers-per-gpu", str(args.workers_per_gpu), "--gpu-fallback", args.gpu_fallback,
+    ]  # fmt: skip
 
 
 def _port(text: str) -> int:
@@ -126,10 +133,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from sweeper.worker import Worker, install_signal_handlers, open_study
 
     spec = studyfile.load(args.study_file)
+    backend = backends.resolve(args.backend)
     url = storage.resolve_url(args.storage)
     stop = threading.Event()
     install_signal_handlers(lambda _reason: stop.set())  # until a trial can be running
     folder = data.prepare(data.resolve_data_dir(args.data_dir), spec.training)
+    gpu = gpus.claim(args.gpu, per_gpu=args.workers_per_gpu, fallback=args.gpu_fallback, stop=stop)
     fleet = spec.fleet
     store = storage.connect(
         url,
@@ -138,31 +147,31 @@ def cmd_worker(args: argparse.Namespace) -> int:
         max_retries=fleet.max_retries,
         stop=stop,
     )
-    gpu = None
     try:
         study = storage.retrying(
             lambda: open_study(store, spec, allow_space_change=args.allow_space_change), "opening the study", url=url
         )
-        gpu = gpus.claim(args.gpu, per_gpu=args.workers_per_gpu, fallback=args.gpu_fallback, stop=stop)
-        worker = Worker(spec, store, study, folder, n_trials=args.n_trials, gpu=gpu, stop=stop)
+        worker = Worker(spec, store, study, folder, n_trials=args.n_trials, gpu=gpu, backend=backend, stop=stop)
         install_signal_handlers(worker.request_stop)
-        log.info("%s: joined study %s on %s (GPU %s)", worker.name, spec.name, storage.mask(url), gpu.label)
+        log.info(
+            "%s: joined study %s on %s (%s, GPU %s)", worker.name, spec.name, storage.mask(url), backend, gpu.label
+        )
         return worker.run()
     finally:
-        if gpu is not None:
-            gpu.release()
+        gpu.release()
         store.close()
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     spec = studyfile.load(args.study_file)
+    backend = backends.resolve(args.backend)
     url = storage.resolve_url(args.storage)
     data.prepare(data.resolve_data_dir(args.data_dir), spec.training)  # once, before the workers race for it
     env = {**os.environ, "SWEEPER_STORAGE": url}  # in the environment, not argv, where `ps` would show it
     command = [sys.executable, "-m", "sweeper", *(["--debug"] if args.debug else []), "worker", args.study_file]
     if args.data_dir:
         command += ["--data-dir", args.data_dir]
-    command += _gpu_args(args)
+    command += _gpu_args(args, backend)
     log.info("sweep: %d workers on study %s, storage %s", args.workers, spec.name, storage.mask(url))
     workers = [subprocess.Popen(command, env=env) for _ in range(args.workers)]
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from sweeper import backends
 from sweeper.errors import SweeperError
 
 log = logging.getLogger("sweeper.gpus")
@@ -27,17 +28,17 @@ DEFAULT_LOCK_DIR = "/tmp/sweeper-gpu-locks"
 class GpuSlot:
     index: int | None
     """The GPU this worker trains on, or None for the CPU."""
+    per_gpu: int = 1
+    """Workers packed on that GPU: each backend is told to take only its share of the memory."""
     _handle: IO | None = None
 
     @property
     def label(self) -> str:
         return "none" if self.index is None else str(self.index)
 
-    def child_env(self) -> dict[str, str]:
-        """Pin the training child to this GPU (or hide all GPUs), with memory growth on."""
-        if self.index is None:
-            return {"CUDA_VISIBLE_DEVICES": "-1"}
-        return {"CUDA_VISIBLE_DEVICES": str(self.index), "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+    def child_env(self, backend: str) -> dict[str, str]:
+        """Pin the training child to this GPU (or hide all GPUs) with its backend's memory rules."""
+        return backends.child_env(backend, self.index, self.per_gpu)
 
     def release(self) -> None:
         if self._handle is not None:
@@ -46,10 +47,10 @@ class GpuSlot:
 
 
 def parse_choice(text: str) -> str:
-    """`auto`, `none` or a GPU index, for argparse."""
-    if text in ("auto", "none") or text.isdigit():
+    """`auto`, `require`, `none` or a GPU index, for argparse."""
+    if text in ("auto", "require", "none") or text.isdigit():
         return text
-    raise ValueError(f"--gpu takes auto, none or a GPU index such as 0, not {text!r}")
+    raise ValueError(f"--gpu takes auto, require, none or a GPU index such as 0, not {text!r}")
 
 
 def detect_count() -> int:
@@ -69,15 +70,23 @@ def detect_count() -> int:
 
 
 def claim(choice: str, *, per_gpu: int, fallback: str, stop: threading.Event, poll_seconds: float = 2.0) -> GpuSlot:
-    """Take a GPU slot as asked; with `auto` and every slot busy, wait or fall back to the CPU."""
+    """Take a GPU slot as asked; with `auto` and every slot busy, wait or fall back to the CPU.
+
+    `require` is `auto` that never trains on the CPU: no GPU on the host is an error, and a
+    full host means waiting for a slot.
+    """
     if choice == "none":
         return GpuSlot(None)
-    if choice != "auto":
-        return GpuSlot(int(choice))
+    if choice not in ("auto", "require"):
+        return GpuSlot(int(choice), per_gpu)
     count = detect_count()
+    if count == 0 and choice == "require":
+        raise SweeperError("--gpu require: no GPU found on this host (nvidia-smi lists none); use --gpu auto to allow the CPU", 2)
     if count == 0:
         log.info("no GPU found: training on the CPU")
         return GpuSlot(None)
+    if choice == "require":
+        fallback = "wait"
     lock_dir = Path(os.environ.get("SWEEPER_GPU_LOCK_DIR") or DEFAULT_LOCK_DIR)
     lock_dir.mkdir(parents=True, exist_ok=True)
     waiting_said = False
@@ -91,7 +100,7 @@ def claim(choice: str, *, per_gpu: int, fallback: str, stop: threading.Event, po
                     handle.close()
                     continue
                 log.info("claimed GPU %d (slot %d of %d)", index, slot + 1, per_gpu)
-                return GpuSlot(index, handle)
+                return GpuSlot(index, per_gpu, handle)
         if fallback == "cpu":
             log.info("all %d GPU slots are taken: training on the CPU", count * per_gpu)
             return GpuSlot(None)

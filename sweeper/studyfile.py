@@ -96,8 +96,9 @@ class Training(_Strict):
     split_seed: int = 777
     max_train_images: Annotated[int, Field(ge=10)] | None = None
     """Use only the first N training images (smoke studies); all of them when absent."""
-    jit_compile: bool = False
-    """Compile the train step with XLA; see BENCHMARKS.md for where it pays off."""
+    jit_compile: bool | Literal["auto"] = "auto"
+    """Compile the train step: "auto" is Keras' own choice per backend (XLA for JAX and for
+    TensorFlow on a GPU, eager for PyTorch and for TensorFlow on a CPU)."""
     mixed_precision: bool = False
     """float16 compute with float32 weights: for GPUs with tensor cores, slower on CPUs."""
 

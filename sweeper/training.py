@@ -30,7 +30,7 @@ class Job:
     epochs: int
     batch_size: int
     seed: int
-    jit_compile: bool = False
+    jit_compile: bool | str = "auto"
     mixed_precision: bool = False
 
 

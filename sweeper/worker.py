@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import search, storage
+from sweeper import backends, search, storage
 from sweeper.errors import SweeperError
 from sweeper.gpus import GpuSlot
 from sweeper.heldtrial import HeldTrialStorage
@@ -114,6 +114,7 @@ class Worker:
     data_folder: Path
     n_trials: int | None = None
     gpu: GpuSlot = field(default_factory=lambda: GpuSlot(None))
+    backend: str = backends.DEFAULT
     stop: threading.Event = field(default_factory=threading.Event)
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     child: Any = None
@@ -124,7 +125,7 @@ class Worker:
     def __post_init__(self) -> None:
         fleet = self.spec.fleet
         self._child = self.child or TrainingProcess(
-            self.data_folder, fleet.trials_per_child, fleet.child_growth_mb, self.gpu.child_env()
+            self.data_folder, fleet.trials_per_child, fleet.child_growth_mb, self.gpu.child_env(self.backend)
         )
         self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=fleet.max_retries)
 

@@ -227,7 +227,7 @@ def test_nan_loss_ends_the_trial_after_one_epoch_and_the_sweep_goes_on(pg_url: s
     "args, message",
     [
         (["report", "smoke", "--format", "xml"], r"argument -f/--format: invalid choice: 'xml'"),
-        (["worker", "studies/smoke.toml", "--gpu", "cuda"], r"--gpu takes auto, none or a GPU index"),
+        (["worker", "studies/smoke.toml", "--gpu", "cuda"], r"--gpu takes auto, require, none or a GPU index"),
         (["sweep", "studies/smoke.toml", "--workers", "0"], r"--workers: must be at least 1, got 0"),
         (["report", "no-such-study"], r"no study named 'no-such-study' .*\(studies: smoke\)"),
     ],

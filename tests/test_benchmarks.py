@@ -75,3 +75,14 @@ def test_search_efficiency_on_a_tiny_real_table(bench_env: dict, result, tmp_pat
     rows, summary = result("search_efficiency")["rows"], result("search_efficiency")["summary"]
     assert len(rows) == 3 and all(0 < r["random best"] <= 1 for r in rows)
     assert len(summary["candidates"]) > 1 and all(c["median study epochs"] > 0 for c in summary["candidates"])
+
+
+def test_gpu_check_runs_its_packed_sweeps_on_the_cpu(bench_env: dict, tmp_path: Path) -> None:
+    _run("gpu_check", "run", "--cpu", "--workers", "1", "2", "--out", str(tmp_path), env=bench_env)
+    written = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert written["ok"] is True and written["backend"] == "jax"
+    assert [p["workers"] for p in written["packings"]] == [1, 2]
+    for packing in written["packings"]:
+        assert packing["exact_budget"] and packing["finished"] == 2 * packing["workers"]
+        assert packing["devices"] == ["cpu"] and len(packing["gpu_peak_mb_per_worker"]) == packing["workers"]
+        assert packing["images_per_second_training"] > packing["images_per_second_wall"] > 0

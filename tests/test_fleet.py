@@ -173,7 +173,7 @@ def test_gpu_claim_waits_for_a_free_slot(tmp_path, monkeypatch) -> None:
     assert not waiting, "a third worker must wait while both slots are held"
     held[0].release()
     thread.join(5)
-    assert waiting and waiting[0].index == 0 and waiting[0].child_env()["CUDA_VISIBLE_DEVICES"] == "0"
+    assert waiting and waiting[0].index == 0 and waiting[0].child_env("tensorflow")["CUDA_VISIBLE_DEVICES"] == "0"
 
 
 def test_postgresql_restart_during_a_sweep(throwaway_pg, cli_env, tmp_path) -> None:

@@ -1,0 +1,71 @@
+"""Keras backends: the choice, each backend's GPU memory rules, and a real JAX sweep on this CPU."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from sweeper import backends, gpus
+from sweeper.errors import SweeperError
+from tests.conftest import run_sweeper, study_file
+from tests.test_sweep import load_trials
+
+
+def test_backend_comes_from_the_flag_then_the_environment_then_tensorflow(monkeypatch) -> None:
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert backends.resolve(None) == "tensorflow"
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert backends.resolve(None) == "jax"
+    assert backends.resolve("torch") == "torch"
+    with pytest.raises(SweeperError, match="--backend must be one of tensorflow, jax, torch, not 'jaxx'") as caught:
+        backends.resolve("jaxx")
+    assert caught.value.exit_code == 2
+
+
+def test_packed_workers_share_one_gpu_and_split_its_memory(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SWEEPER_GPU_COUNT", "1")
+    monkeypatch.setenv("SWEEPER_GPU_LOCK_DIR", str(tmp_path))
+    stop = threading.Event()
+    slots = [gpus.claim("require", per_gpu=2, fallback="cpu", stop=stop) for _ in range(2)]
+    envs = [slot.child_env("jax") for slot in slots]
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in envs] == ["0", "0"]
+    assert all(env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" for env in envs)
+    assert [float(env["XLA_PYTHON_CLIENT_MEM_FRACTION"]) for env in envs] == [0.45, 0.45]
+    assert slots[0].child_env("tensorflow")["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+    assert set(slots[0].child_env("torch")) == {"KERAS_BACKEND", "CUDA_VISIBLE_DEVICES"}
+    assert gpus.GpuSlot(None).child_env("jax") == {"KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": "-1", "JAX_PLATFORMS": "cpu"}
+
+
+def test_a_child_that_holds_a_gpu_it_cannot_see_refuses_to_train_on_the_cpu(monkeypatch) -> None:
+    monkeypatch.delenv("SWEEPER_GPU_COUNT", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with pytest.raises(SweeperError, match="holds GPU 0, but Keras' jax backend sees no GPU.*sweeper\\[jax-gpu\\]"):
+        backends.check_gpu_seen("cpu", "jax")
+    backends.check_gpu_seen("gpu:NVIDIA H100 80GB HBM3", "jax")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    backends.check_gpu_seen("cpu", "jax")
+
+
+def test_worker_told_to_require_a_gpu_on_a_host_without_one_exits_2(cli_env: dict, tmp_path: Path) -> None:
+    env = {**cli_env, "SWEEPER_GPU_COUNT": "0"}
+    result = run_sweeper("worker", str(study_file(tmp_path)), "--gpu", "require", env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "sweeper: error: --gpu require: no GPU found on this host (nvidia-smi lists none); use --gpu auto to allow the CPU"
+    ]
+    assert not (tmp_path / "sweeper.db").exists(), "nothing is written before the GPU is settled"
+
+
+def test_jax_sweep_on_the_cpu_records_backend_and_device(cli_env: dict, tmp_path: Path) -> None:
+    path = study_file(tmp_path, study={"name": "smoke-jax", "budget": 4})
+    result = run_sweeper("sweep", str(path), "--workers", "2", env={**cli_env, "KERAS_BACKEND": "jax"}, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trials = load_trials(f"sqlite:///{tmp_path / 'sweeper.db'}", "smoke-jax")
+    assert len(trials) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert {t.user_attrs["backend"] for t in trials} == {"jax"}
+    assert {t.user_attrs["device"] for t in trials} == {"cpu"}
+    assert {t.user_attrs["mixed_precision"] for t in trials} == {False}
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
