@@ -1,3 +1,3 @@
-from sweeper.cli import main
+from sweeper._launch import main
 
 raise SystemExit(main())

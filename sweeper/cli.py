@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     def data_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-dir", help="CIFAR-10 directory or tarball (default: $SWEEPER_DATA_DIR, else download)")
 
+    def study_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--allow-space-change", action="store_true", help="continue a study whose search space was edited")
+        p.add_argument("--allow-budget-change", action="store_true", help="give a running study the file's new budget")
+
     def gpu_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--backend", help="Keras backend: tensorflow, jax or torch (default: $KERAS_BACKEND, else tensorflow)")
         p.add_argument(
@@ -59,9 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     storage_option(worker)
     data_option(worker)
     worker.add_argument("--n-trials", type=_positive_int, help="stop after this many trials from this worker")
-    worker.add_argument(
-        "--allow-space-change", action="store_true", help="continue a study whose search space was edited"
-    )
+    study_options(worker)
     gpu_options(worker)
     worker.set_defaults(func=cmd_worker)
 
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--workers", type=_positive_int, default=2)
     storage_option(sweep)
     data_option(sweep)
+    study_options(sweep)
     gpu_options(sweep)
     sweep.set_defaults(func=cmd_sweep)
 
@@ -149,7 +152,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     )
     try:
         study = storage.retrying(
-            lambda: open_study(store, spec, allow_space_change=args.allow_space_change), "opening the study", url=url
+            lambda: open_study(
+                store, spec, allow_space_change=args.allow_space_change, allow_budget_change=args.allow_budget_change
+            ),
+            "opening the study",
+            url=url,
         )
         worker = Worker(spec, store, study, folder, n_trials=args.n_trials, gpu=gpu, backend=backend, stop=stop)
         install_signal_handlers(worker.request_stop)
@@ -172,6 +179,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.data_dir:
         command += ["--data-dir", args.data_dir]
     command += _gpu_args(args, backend)
+    command += [flag for flag, on in (("--allow-space-change", args.allow_space_change),
+                                      ("--allow-budget-change", args.allow_budget_change)) if on]  # fmt: skip
     log.info("sweep: %d workers on study %s, storage %s", args.workers, spec.name, storage.mask(url))
     workers = [subprocess.Popen(command, env=env) for _ in range(args.workers)]
 
@@ -193,7 +202,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_studies(args: argparse.Namespace) -> int:
-    store = storage.connect(storage.resolve_url(args.storage))
+    store = storage.connect(storage.resolve_url(args.storage), create=False)
     try:
         rows = summaries(store)
     finally:
@@ -211,7 +220,7 @@ def cmd_studies(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from sweeper import report
 
-    store = storage.connect(storage.resolve_url(args.storage))
+    store = storage.connect(storage.resolve_url(args.storage), create=False)
     try:
         output = report.render(report.load_study(store, args.study_name), store, args.format)
     finally:

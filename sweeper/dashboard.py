@@ -37,14 +37,24 @@ READS = ("GET", "HEAD", "OPTIONS")
 
 
 def dashboard_password() -> str | None:
-    """From `SWEEPER_DASHBOARD_PASSWORD_FILE` (Docker secrets) or `SWEEPER_DASHBOARD_PASSWORD`."""
+    """From `SWEEPER_DASHBOARD_PASSWORD_FILE` (Docker secrets) or `SWEEPER_DASHBOARD_PASSWORD`.
+
+    A secret that is set but empty is a mistake (a missing file's content, an unset variable
+    expanded to nothing), never a request for an open dashboard.
+    """
     path = os.environ.get("SWEEPER_DASHBOARD_PASSWORD_FILE")
-    if path:
+    if path is not None:
         try:
-            return Path(path).read_text().strip() or None
+            secret = Path(path).read_text().strip()
         except OSError as exc:
-            raise SweeperError(f"cannot read SWEEPER_DASHBOARD_PASSWORD_FILE {path}: {exc.strerror}") from None
-    return os.environ.get("SWEEPER_DASHBOARD_PASSWORD") or None
+            raise SweeperError(f"cannot read SWEEPER_DASHBOARD_PASSWORD_FILE {path}: {exc.strerror}", 2) from None
+        if not secret:
+            raise SweeperError(f"SWEEPER_DASHBOARD_PASSWORD_FILE {path or '(empty name)'} holds no password; put one in it or unset the variable", 2)
+        return secret
+    secret = os.environ.get("SWEEPER_DASHBOARD_PASSWORD")
+    if secret is not None and not secret.strip():
+        raise SweeperError("SWEEPER_DASHBOARD_PASSWORD is set but empty; set a password or unset the variable", 2)
+    return secret
 
 
 def guard(app: Callable, *, allow_writes: bool, password: str | None, user: str = "sweeper") -> Callable:
@@ -99,6 +109,8 @@ class ChartRefresher(threading.Thread):
         """One round; returns how many studies got new charts."""
         updated = 0
         for summary in optuna.get_all_study_summaries(self.store.storage):
+            if "space_fingerprint" not in summary.user_attrs:
+                continue  # not a sweeper study: never write into a study sweeper did not create
             study = optuna.load_study(study_name=summary.study_name, storage=self.store.storage)
             token = tuple((t.number, t.state.value) for t in study.get_trials(deepcopy=False))
             if self._seen.get(summary.study_name) == token:
@@ -125,7 +137,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 def serve(url: str, *, host: str, port: int, allow_writes: bool, refresh_seconds: float) -> int:
     password = dashboard_password()
-    store = storage.connect(url, pool_size=4)
+    store = storage.connect(url, pool_size=4, create=False)
     try:
         app = guard(optuna_dashboard.wsgi(store.storage), allow_writes=allow_writes, password=password)
         try:

@@ -42,7 +42,7 @@ def resolve_url(cli_value: str | None) -> str:
 def _parse(url: str) -> URL:
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a malformed host or port, e.g. "[::1" or ":x"
         raise StorageError(
             f"not a storage URL: {mask(url)!r} (use postgresql://USER:PASSWORD@HOST/DB or sqlite:///FILE)", 2
         ) from None
@@ -76,7 +76,7 @@ def mask(url: str) -> str:
     """The URL with its password replaced by ***, for anything a person or a log may see."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<unparsable storage URL>"
     if parsed.drivername == "postgresql+psycopg":
         parsed = parsed.set(drivername="postgresql")  # as users write it; psycopg is our detail
@@ -130,12 +130,17 @@ def connect(
     pool_size: int = 2,
     patience_seconds: float | None = None,
     stop: threading.Event | None = None,
+    create: bool = True,
 ) -> Store:
     """Open the storage, creating Optuna's tables once even when many workers start together.
 
     A server that is down or full is retried with backoff for `patience_seconds` (default
-    `$SWEEPER_CONNECT_TIMEOUT`); a wrong password or a missing database fails at once.
+    `$SWEEPER_CONNECT_TIMEOUT`); a wrong password or a missing database fails at once. With
+    `create=False` (commands that only read) a SQLite file that does not exist is an error, not
+    a new empty database.
     """
+    if not create:
+        _require_existing_sqlite(url)
     return retrying(
         lambda: _connect(url, heartbeat_seconds, stale_after_seconds, max_retries, pool_size),
         "connecting",
@@ -181,6 +186,14 @@ def _connect(
             lock_engine.dispose()
         raise StorageError(_schema_advice(url, str(exc))) from None
     return Store(url, storage, lock_engine)
+
+
+def _require_existing_sqlite(url: str) -> None:
+    if not is_sqlite(url):
+        return
+    database = make_url(url).database
+    if database and database != ":memory:" and not Path(database).is_file():
+        raise StorageError(f"no SQLite database at {database} (nothing was created): run a worker first, or check --storage", 2)
 
 
 def _schema_advice(url: str, message: str) -> str:
@@ -237,8 +250,12 @@ def _file_lock(url: str) -> Iterator[None]:
         yield
         return
     lock_path = Path(database).with_name(Path(database).name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise StorageError(f"cannot create the SQLite database {database}: {exc.strerror}", 2) from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # one lock per file: SQLite serializes writers anyway
         try:
             yield
@@ -271,8 +288,12 @@ def retrying(
     url: str,
     patience_seconds: float = 300.0,
     stop: threading.Event | None = None,
+    on_transient: Callable[[], None] | None = None,
 ) -> T:
-    """Run a storage action, retrying with backoff (and a log line each time) while the server is away."""
+    """Run a storage action, retrying with backoff (and a log line each time) while the server is away.
+
+    `on_transient` hears of each lost connection (the worker's reaper waits for the storage to settle).
+    """
     deadline = time.monotonic() + patience_seconds
     delay = 0.5
     while True:
@@ -281,6 +302,8 @@ def retrying(
         except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
             if not is_transient(exc):
                 raise StorageError(f"storage {mask(url)}: {what} failed: {redact(_first_line(exc))}") from None
+            if on_transient is not None:
+                on_transient()
             if time.monotonic() + delay > deadline or (stop is not None and stop.is_set()):
                 raise StorageError(
                     f"storage {mask(url)} unreachable while {what} ({redact(_first_line(exc))}); "

@@ -22,7 +22,8 @@ from sweeper.errors import StudyFileError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # Every number in a study file is finite: inf and nan are refused wherever a float is taken.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class FloatParam(_Strict):
@@ -90,11 +91,11 @@ class Space(_Strict):
 
 
 class Training(_Strict):
-    epochs: Annotated[int, Field(ge=1)] = 30
-    batch_size: Annotated[int, Field(ge=1)] = 32
+    epochs: Annotated[int, Field(ge=1, le=100_000)] = 30
+    batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 32
     validation_split: Annotated[float, Field(gt=0, lt=1)] = 0.3
     split_seed: int = 777
-    max_train_images: Annotated[int, Field(ge=10)] | None = None
+    max_train_images: Annotated[int, Field(ge=10, le=10**9)] | None = None
     """Use only the first N training images (smoke studies); all of them when absent."""
     jit_compile: bool | Literal["auto"] = "auto"
     """Compile the train step: "auto" is Keras' own choice per backend (XLA for JAX and for
@@ -152,23 +153,28 @@ class ThresholdPruner(_Strict):
 class Fleet(_Strict):
     """How workers share the study: liveness, retries, stopping and child processes."""
 
-    heartbeat_seconds: Annotated[int, Field(ge=1)] = 10
-    stale_after_seconds: Annotated[int, Field(ge=2)] = 40
-    max_retries: Annotated[int, Field(ge=0)] = 2
-    stop_grace_seconds: Annotated[float, Field(gt=0)] = 5.0
-    trials_per_child: Annotated[int, Field(ge=1)] = 1
+    heartbeat_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
+    stale_after_seconds: Annotated[int, Field(ge=2, le=86_400)] = 40
+    max_retries: Annotated[int, Field(ge=0, le=1000)] = 2
+    stop_grace_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    trials_per_child: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     """Trials one training process runs before it is replaced: 1 isolates every trial."""
-    child_growth_mb: Annotated[float, Field(gt=0)] = 1024.0
+    child_growth_mb: Annotated[float, Field(gt=0, le=10**7)] = 1024.0
     """A child whose peak memory grew this much since its first trial is replaced early."""
-    poll_seconds: Annotated[float, Field(gt=0)] = 2.0
-    report_seconds: Annotated[float, Field(ge=0)] = 1.0
+    poll_seconds: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    report_seconds: Annotated[float, Field(ge=0, le=3600)] = 1.0
     """Epochs longer than this reach the storage as they end; shorter ones are written together,
     and always before the trial's result; 0 writes every epoch. The pruner sees every epoch at once."""
 
     @model_validator(mode="after")
     def _check_stale(self) -> Fleet:
-        if self.stale_after_seconds <= self.heartbeat_seconds:
-            raise ValueError("stale_after_seconds must be longer than heartbeat_seconds")
+        # Three missed beats, plus a second for a beat's own slow write, before a trial counts as dead.
+        least = 3 * self.heartbeat_seconds + 1
+        if self.stale_after_seconds < least:
+            raise ValueError(
+                f"stale_after_seconds ({self.stale_after_seconds}) must be at least 3 heartbeats plus 1 s "
+                f"({least} with heartbeat_seconds = {self.heartbeat_seconds}), or live trials may be reaped"
+            )
         return self
 
 
@@ -195,7 +201,7 @@ def _check_study_name(name: str) -> str:
 
 class StudySection(_Strict):
     name: str
-    budget: Annotated[int, Field(ge=1)]
+    budget: Annotated[int, Field(ge=1, le=1_000_000)]
     """Trials that must end COMPLETE or PRUNED; failed trials that were retried do not count."""
     description: str = ""
 

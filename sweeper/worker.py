@@ -7,6 +7,7 @@ trials whose worker vanished are failed and queued again by whichever worker loo
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import os
@@ -27,6 +28,7 @@ from optuna.trial import TrialState
 from sweeper import backends, search, storage
 from sweeper.errors import SweeperError
 from sweeper.gpus import GpuSlot
+from sweeper.heartbeat import Heartbeat, Reach
 from sweeper.heldtrial import HeldTrialStorage
 from sweeper.storage import Store
 from sweeper.studyfile import StudySpec
@@ -39,11 +41,25 @@ FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_CONSECUTIVE_FAILURES = 3
 
 
+class Outcome(enum.Enum):
+    """How a trial ended for this worker; only FAILED counts towards stopping a failing worker."""
+
+    COMPLETE = "complete"
+    PRUNED = "pruned"
+    FAILED = "failed"
+    """The training failed: the child crashed, raised, or its results were unusable."""
+    LOST = "lost"
+    """Another worker reaped the trial (its heartbeat had lapsed); its retry runs instead."""
+    STOPPED = "stopped"
+
+
 class SpaceChangedError(SweeperError):
     """The study file's search space differs from the one the study was created with."""
 
 
-def open_study(store: Store, spec: StudySpec, *, allow_space_change: bool = False) -> optuna.Study:
+def open_study(
+    store: Store, spec: StudySpec, *, allow_space_change: bool = False, allow_budget_change: bool = False
+) -> optuna.Study:
     """Create the study or join it; enqueue the baselines exactly once, whoever comes first."""
     with store.lock(spec.name), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -64,6 +80,13 @@ def open_study(store: Store, spec: StudySpec, *, allow_space_change: bool = Fals
                 f"study {spec.name!r} was created with another search space ({changes}).\n"
                 "Give the study a new [study] name to start afresh, or pass --allow-space-change to continue "
                 "this one with the new space (past trials keep their old values)."
+            )
+        budget = attrs.get("budget")
+        if budget is not None and budget != spec.study.budget and not allow_budget_change:
+            raise SweeperError(
+                f"study {spec.name!r} has a budget of {budget} trials; this file says {spec.study.budget}.\n"
+                "Pass --allow-budget-change to change the running study's budget, or give the study a new [study] name.",
+                2,
             )
         study.set_user_attr("space_fingerprint", fingerprint)
         study.set_user_attr("budget", spec.study.budget)
@@ -128,6 +151,8 @@ class Worker:
             self.data_folder, fleet.trials_per_child, fleet.child_growth_mb, self.gpu.child_env(self.backend)
         )
         self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=fleet.max_retries)
+        self._reach = Reach()
+        self._heartbeat = Heartbeat(self.store.storage, fleet.heartbeat_seconds, self._reach, self.store.url)
 
     @property
     def trial_storage(self) -> HeldTrialStorage:
@@ -155,11 +180,12 @@ class Worker:
         os._exit(0)
 
     def _db(self, action: Callable[[], T], what: str) -> T:
-        return storage.retrying(action, what, url=self.store.url)
+        return storage.retrying(action, what, url=self.store.url, on_transient=self._reach.failed)
 
     def run(self) -> int:
         """Claim and run trials until the budget is met, N trials are done, or a stop is asked."""
         ran = failures = 0
+        self._heartbeat.start()
         try:
             while not self.stop.is_set() and (self.n_trials is None or ran < self.n_trials):
                 trial = self._db(self._claim, "claiming a trial")
@@ -168,13 +194,15 @@ class Worker:
                 if isinstance(trial, Progress):
                     self.stop.wait(self.spec.fleet.poll_seconds)  # a running trial may yet fail
                     continue
-                state = self._run_trial(trial)
+                outcome = self._run_trial(trial)
                 ran += 1
-                failures = failures + 1 if state == TrialState.FAIL else 0
+                if outcome != Outcome.LOST:
+                    failures = failures + 1 if outcome == Outcome.FAILED else 0
                 if failures >= MAX_CONSECUTIVE_FAILURES:
                     log.error("%s: %d trials in a row failed; stopping (see their fail_reason)", self.name, failures)
                     return 1
         finally:
+            self._heartbeat.stop()
             self._child.close()
         if self.stop.is_set():
             log.info("%s: stopped (%s)", self.name, self._stop_reason)
@@ -184,7 +212,7 @@ class Worker:
         """Under the study lock: reap dead workers' trials if due, then take a trial if the budget allows."""
         with self.store.lock(self.spec.name), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "heartbeat is supposed to be used with optimize"
-            if time.monotonic() >= self._next_reap:
+            if self._reap_due():
                 self._reap_unlocked()
             now = progress(self.store, self.study, self.spec.study.budget)
             if now.done:
@@ -194,6 +222,7 @@ class Worker:
                 return now
             trial = self.study.ask()  # a new trial, or the next queued baseline or retry
             self.store.storage.record_heartbeat(trial._trial_id)
+            self._heartbeat.hold(trial._trial_id)
         # Sampling (TPE reads the whole history) happens outside the lock, so claims stay short;
         # the per-trial seed and constant_liar keep concurrent workers from choosing alike.
         search.seed_trial(self.study.sampler, self.spec, trial.number)
@@ -202,15 +231,23 @@ class Worker:
         self.trial_storage.flush()  # the parameters count for other workers' samplers (constant liar) from now on
         return trial
 
-    def _run_trial(self, trial: optuna.trial.Trial) -> TrialState:
+    def _run_trial(self, trial: optuna.trial.Trial) -> Outcome:
         try:
-            return self._train_and_record(trial)
+            state = self._train_and_record(trial)
         except optuna.exceptions.UpdateFinishedTrialError:
-            # The storage was away longer than the stale limit and another worker reaped this
-            # trial (and queued its retry): abandon it rather than write to a finished trial.
+            # Another worker reaped this trial (and queued its retry): this worker's heartbeat
+            # lapsed for a whole stale limit. Abandon it rather than write to a finished trial.
             self._child.kill()
-            log.warning("%s: trial %d was reaped as stale while the storage was away; its retry runs instead", self.name, trial.number)
-            return TrialState.FAIL
+            log.warning(
+                "%s: trial %d was reaped by another worker (no heartbeat from here for %ss); its retry runs instead",
+                self.name, trial.number, self.spec.fleet.stale_after_seconds,
+            )  # fmt: skip
+            return Outcome.LOST
+        finally:
+            self._heartbeat.release()
+        if self.stop.is_set() and state == TrialState.FAIL:
+            return Outcome.STOPPED
+        return {TrialState.COMPLETE: Outcome.COMPLETE, TrialState.PRUNED: Outcome.PRUNED}.get(state, Outcome.FAILED)
 
     def _train_and_record(self, trial: optuna.trial.Trial) -> TrialState:
         fleet, training = self.spec.fleet, self.spec.training
@@ -224,17 +261,12 @@ class Worker:
         history: dict[str, list[float]] = defaultdict(list)
         attrs: dict[str, Any] = {"seed": seed, "worker": self.name, "host": socket.gethostname(), "gpu": self.gpu.label}
         pruned_because = ""
-        next_beat = time.monotonic() + fleet.heartbeat_seconds  # the claim recorded the first
         while True:
             if self.stop.is_set():
                 self._child.kill()
                 return self._fail(trial, attrs, history, f"worker stopped ({self._stop_reason})", started)
-            message = self._child.receive(timeout=min(0.5, fleet.heartbeat_seconds / 2))
-            now = time.monotonic()
-            if now >= next_beat:
-                self._db(lambda: self.store.storage.record_heartbeat(trial._trial_id), "recording a heartbeat")
-                next_beat = now + fleet.heartbeat_seconds
-            if now >= self._next_reap:  # so a lone worker still revives trials of workers that died
+            message = self._child.receive(timeout=min(0.5, fleet.poll_seconds))
+            if self._reap_due():  # so a lone worker still revives trials of workers that died
                 self._db(self._reap, "reaping stale trials")
             if message is None:
                 continue
@@ -274,6 +306,14 @@ class Worker:
         prune = trial.should_prune()
         self.trial_storage.flush()
         return prune
+
+    def _reap_due(self) -> bool:
+        """Every half stale limit, once the storage has answered this worker for a whole stale limit.
+
+        Right after an outage every live worker's heartbeat is old; waiting a stale limit with
+        the storage up gives each of them time to beat again, so only the dead stay stale.
+        """
+        return time.monotonic() >= self._next_reap and self._reach.steady_for(self.spec.fleet.stale_after_seconds)
 
     def _reap(self) -> None:
         with self.store.lock(self.spec.name):

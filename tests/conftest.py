@@ -75,6 +75,15 @@ def pg_url(pg_server: str) -> Iterator[str]:
     yield from _fresh_database(pg_server)
 
 
+@pytest.fixture
+def throwaway_pg(request: pytest.FixtureRequest) -> Iterator[ThrowawayPostgres]:
+    """A PostgreSQL server of this test's own, which the test may stop and start (settings: indirect param)."""
+    server = ThrowawayPostgres(**getattr(request, "param", {}))
+    server.start()
+    yield server
+    server.destroy()
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("sweeper-cache")

@@ -4,6 +4,8 @@ the database exactly as it was, and never a password on the screen."""
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,10 +18,10 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 
 from sweeper import storage, studyfile
-from sweeper.errors import StudyFileError
+from sweeper.errors import StudyFileError, SweeperError
 from sweeper.worker import open_study
-from tests.conftest import FIXTURE_DATA, ROOT, _fresh_database, run_sweeper, study_file
-from tests.fleet import trials
+from tests.conftest import FIXTURE_DATA, ROOT, _fresh_database, run_sweeper, study_file, sweeper_command
+from tests.fleet import trials, wait_for
 from tests.pgserver import ThrowawayPostgres
 
 SMOKE_TEXT = (ROOT / "studies" / "smoke.toml").read_text()
@@ -116,8 +118,10 @@ def test_changed_search_space_is_refused_with_the_difference(populated: str, cli
         ("mysql://root@127.0.0.1/x", 2, r"unknown storage scheme 'mysql'"),
         ("not a url", 2, r"not a storage URL"),
         ("postgresql://postgres@127.0.0.1:5432/sweeper_no_such_db", 1, r'database "sweeper_no_such_db" does not exist'),
+        ("postgresql://u:pw@[::1/x", 2, r"not a storage URL: 'postgresql://u:\*\*\*@\[::1/x'|not a storage URL"),
+        ("sqlite:////proc/x.db", 2, r"cannot create the SQLite database /proc/x.db"),
     ],
-    ids=["unknown-scheme", "mysql", "not-a-url", "database-missing"],
+    ids=["unknown-scheme", "mysql", "not-a-url", "database-missing", "bad-host", "sqlite-unwritable"],
 )
 def test_storage_mistakes(url: str, code: int, message: str, cli_env: dict, tmp_path: Path) -> None:
     result = run_sweeper("worker", str(ROOT / "studies" / "smoke.toml"), "--storage", url, env=cli_env, cwd=tmp_path)
@@ -298,3 +302,80 @@ def test_loader_on_near_miss_study_files(edits: dict) -> None:
         studyfile.parse(text)
     except StudyFileError:
         pass
+
+
+@pytest.mark.parametrize("command", [["studies"], ["report", "smoke"], ["report", "smoke", "-f", "json"]])
+def test_read_only_commands_never_create_a_database(command: list[str], cli_env: dict, tmp_path: Path) -> None:
+    target = tmp_path / "new" / "dir" / "x.db"
+    result = run_sweeper(*command, "--storage", f"sqlite:///{target}", env=cli_env, cwd=tmp_path)
+    assert_refused(result, 2, re.escape(f"no SQLite database at {target} (nothing was created)"))
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("secret", ["variable", "file"])
+def test_an_empty_dashboard_secret_refuses_to_start(secret: str, cli_env: dict, tmp_path: Path) -> None:
+    empty = tmp_path / "password"
+    empty.write_text("\n")
+    env = {**cli_env, **({"SWEEPER_DASHBOARD_PASSWORD": ""} if secret == "variable" else {"SWEEPER_DASHBOARD_PASSWORD_FILE": str(empty)})}
+    result = run_sweeper("dashboard", "--port", "18231", env=env, cwd=tmp_path, timeout=60)
+    assert_refused(result, 2, r"SWEEPER_DASHBOARD_PASSWORD(_FILE .*)? (is set but empty|holds no password)")
+
+
+def test_a_budget_change_through_another_file_is_refused_unless_asked(populated: str, cli_env: dict, tmp_path: Path) -> None:
+    path = tmp_path / "smoke.toml"
+    path.write_text(SMOKE_TEXT.replace("budget = 6", "budget = 9"))
+    before = snapshot(populated)
+    result = run_sweeper("worker", str(path), "--storage", populated, env=cli_env)
+    assert_refused(result, 2, r"study 'smoke' has a budget of 6 trials; this file says 9")
+    assert "--allow-budget-change" in result.stderr
+    assert snapshot(populated) == before
+    spec = studyfile.parse(path.read_text())
+    store = storage.connect(storage.resolve_url(populated))
+    try:
+        assert open_study(store, spec, allow_budget_change=True).user_attrs["budget"] == 9
+    finally:
+        store.close()
+    with pytest.raises(SweeperError, match="has a budget of 9 trials; this file says 6"):
+        _open(populated, studyfile.load(ROOT / "studies" / "smoke.toml"))
+    _open(populated, studyfile.load(ROOT / "studies" / "smoke.toml"), allow_budget_change=True)  # put back for the other tests
+
+
+def _open(url: str, spec: studyfile.StudySpec, **options: bool) -> None:
+    store = storage.connect(storage.resolve_url(url))
+    try:
+        open_study(store, spec, **options)
+    finally:
+        store.close()
+
+
+def test_a_password_typed_in_the_url_leaves_the_process_table(pg_url: str, cli_env: dict, tmp_path: Path) -> None:
+    url = pg_url.replace("postgres@", "postgres:Typed-pw-9141@")  # the local server trusts 127.0.0.1: any password works
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen(sweeper_command("worker", str(ROOT / "studies" / "smoke.toml"), "--storage", url, "--n-trials", "1"),
+                              env=cli_env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        wait_for(lambda: "joined study" in (tmp_path / "worker.log").read_text(), what="the worker to join", timeout=120)
+        table = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True).stdout
+        assert str(worker.pid) in table
+        assert "Typed-pw-9141" not in table and "Typed-pw-9141" not in Path(f"/proc/{worker.pid}/cmdline").read_text()
+        assert "postgres:***@" in Path(f"/proc/{worker.pid}/cmdline").read_text()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0
+        log.close()
+
+
+def test_sigterm_at_any_moment_of_a_workers_life_exits_0(cli_env: dict, tmp_path: Path) -> None:
+    delays = (0.2, 0.6, 1.2, 2.5, 4.0, 8.0)
+    workers = [
+        subprocess.Popen(sweeper_command("worker", str(ROOT / "studies" / "smoke.toml"), "--storage", f"sqlite:///{tmp_path / 'w.db'}"),
+                         env=cli_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in delays
+    ]  # fmt: skip
+    started = time.monotonic()
+    for worker, delay in zip(workers, delays):
+        time.sleep(max(0.0, started + delay - time.monotonic()))
+        worker.send_signal(signal.SIGTERM)
+    results = [(delay, worker.wait(120), worker.stderr.read()) for worker, delay in zip(workers, delays)]
+    assert [(delay, code) for delay, code, _ in results] == [(delay, 0) for delay in delays], results
+    assert all("Traceback" not in err for _, _, err in results), results

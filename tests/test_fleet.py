@@ -18,17 +18,8 @@ from optuna.trial import TrialState
 from sweeper import gpus
 from tests.conftest import study_file, sweeper_command
 from tests.fleet import FINISHED, WorkerProcess, assert_exact_budget, running_trial_of, trials, wait_for
-from tests.pgserver import ThrowawayPostgres
 
 FAST = {"max_train_images": 100}  # 70 training images: a trial is mostly TensorFlow's tracing
-
-
-@pytest.fixture
-def throwaway_pg(request: pytest.FixtureRequest):
-    server = ThrowawayPostgres(**getattr(request, "param", {}))
-    server.start()
-    yield server
-    server.destroy()
 
 
 def _fleet_study(tmp_path: Path, name: str, budget: int, **fleet: object) -> Path:
@@ -176,16 +167,19 @@ def test_gpu_claim_waits_for_a_free_slot(tmp_path, monkeypatch) -> None:
     assert waiting and waiting[0].index == 0 and waiting[0].child_env("tensorflow")["CUDA_VISIBLE_DEVICES"] == "0"
 
 
-def test_postgresql_restart_during_a_sweep(throwaway_pg, cli_env, tmp_path) -> None:
-    url = throwaway_pg.url
-    path = _fleet_study(tmp_path, "pg-restart", 6)
-    workers = [WorkerProcess(path, url, cli_env, tmp_path) for _ in range(2)]
-    wait_for(lambda: any(t.state in FINISHED for t in trials(url, "pg-restart")), what="a finished trial")
-    throwaway_pg.stop("fast")
-    time.sleep(3)
-    throwaway_pg.start()
-    codes = [w.wait() for w in workers]
-    logs = "\n".join(w.log() for w in workers)
-    assert codes == [0, 0], logs
-    assert "storage unreachable" in logs and "Traceback" not in logs
-    assert_exact_budget(url, "pg-restart", 6)
+def test_a_frozen_worker_whose_trial_was_reaped_drops_it_and_carries_on(pg_url, cli_env, tmp_path) -> None:
+    path = _fleet_study(tmp_path, "frozen", 3)
+    frozen = WorkerProcess(path, pg_url, cli_env, tmp_path)
+    trial = wait_for(lambda: running_trial_of(pg_url, "frozen", frozen), what="the first worker's trial")
+    frozen.signal(signal.SIGSTOP)  # heartbeat thread included: the whole worker stops, as on a frozen host
+    try:
+        other = WorkerProcess(path, pg_url, cli_env, tmp_path)
+        wait_for(lambda: next(t for t in trials(pg_url, "frozen") if t.number == trial.number).state == TrialState.FAIL,
+                 what="the frozen worker's trial to be reaped")  # fmt: skip
+    finally:
+        frozen.signal(signal.SIGCONT)
+    assert [frozen.wait(), other.wait()] == [0, 0], frozen.log() + other.log()
+    assert f"trial {trial.number} was reaped by another worker" in frozen.log()
+    assert "in a row failed" not in frozen.log()
+    states = [t.state for t in assert_exact_budget(pg_url, "frozen", 3)]
+    assert states.count(TrialState.FAIL) == 1

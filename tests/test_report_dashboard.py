@@ -156,6 +156,30 @@ def _stop(process: subprocess.Popen) -> str:
     return output
 
 
+def test_chart_refresher_never_writes_into_a_study_sweeper_did_not_create(tmp_path: Path) -> None:
+    from sweeper import studyfile
+    from sweeper.dashboard import ChartRefresher
+    from sweeper.worker import open_study
+
+    store = storage.connect(f"sqlite:///{tmp_path / 'mixed.db'}")
+    try:
+        foreign = optuna.create_study(storage=store.storage, study_name="foreign", directions=["maximize", "minimize"])
+        foreign.optimize(lambda t: (t.suggest_float("dropout", 0, 1), 1.0), n_trials=2)
+        spec = studyfile.load(ROOT / "studies" / "smoke.toml")
+        ours = open_study(store, spec)
+        params = {"dropout": 0.3, "batchnorm": True, "learning_rate": 1e-3}
+        ours.add_trial(optuna.trial.create_trial(value=0.3, params=params, distributions=spec.space.distributions()))
+        def system_attrs(name: str) -> dict:
+            return store.storage.get_study_system_attrs(store.storage.get_study_id_from_name(name))
+
+        foreign_before, ours_before = system_attrs("foreign"), system_attrs("smoke")
+        assert ChartRefresher(store, 1.0).refresh() == 1
+        assert system_attrs("foreign") == foreign_before
+        assert len(system_attrs("smoke")) > len(ours_before)  # the charts went into sweeper's own study
+    finally:
+        store.close()
+
+
 def test_dashboard_refuses_anonymous_deletes(filled) -> None:
     url, _, env = filled
     process, base = _start_dashboard(url, env)

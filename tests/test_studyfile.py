@@ -36,3 +36,24 @@ def test_typo_names_file_key_and_suggestion(tmp_path: Path, cli_env: dict) -> No
     assert result.returncode == 2
     assert "epocs: unknown key" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "sweeper.db").exists()  # refused before touching any storage
+
+
+SMOKE_TEXT = (ROOT / "studies" / "smoke.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("stop_grace_seconds = 3", "stop_grace_seconds = inf", r"\[fleet\] stop_grace_seconds: Input should be a finite number"),
+        ('type = "median"', 'type = "threshold"\nlower = nan', r"\[pruner\] lower: Input should be a finite number"),
+        ("budget = 6", "budget = 1000000000000000000000", r"\[study\] budget: Input should be less than or equal to 1000000"),
+        ("stale_after_seconds = 4", "stale_after_seconds = 3", r"stale_after_seconds \(3\) must be at least 3 heartbeats plus 1 s \(4 with"),
+        ("poll_seconds = 0.5", "poll_seconds = 1e300", r"\[fleet\] poll_seconds: Input should be less than or equal to 3600"),
+    ],
+    ids=["inf-grace", "nan-threshold", "huge-budget", "stale-below-three-beats", "huge-poll"],
+)
+def test_every_number_is_finite_and_bounded(old: str, new: str, message: str) -> None:
+    assert old in SMOKE_TEXT
+    text = SMOKE_TEXT.replace(old, new, 1).replace("n_startup_trials = 3\nn_warmup_steps = 1", "n_warmup_steps = 1")
+    with pytest.raises(StudyFileError, match=message):
+        studyfile.parse(text, source="smoke.toml")

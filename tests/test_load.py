@@ -1,0 +1,62 @@
+"""The fleet on a busy machine and through a long outage: live work is never reaped.
+
+A GPU host's CPUs are busy with data pipelines; every core is kept loaded here by CPU hogs that
+the test starts and always stops. These tests take minutes: `pytest -m "not slow"` leaves them out.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import ROOT, run_sweeper, study_file
+from tests.fleet import FINISHED, WorkerProcess, assert_exact_budget, trials, wait_for
+
+pytestmark = pytest.mark.slow
+HOG = "import time\nend = time.monotonic() + 900\nwhile time.monotonic() < end:\n    pass\n"  # bounded even if orphaned
+
+
+@pytest.fixture
+def busy_cpus() -> Iterator[int]:
+    """Two spinning processes per core for the test's whole length (load average about 2 × cores + the fleet)."""
+    hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(2 * (os.cpu_count() or 1))]
+    try:
+        yield len(hogs)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_four_workers_of_the_smoke_study_on_busy_cpus_fail_nothing(backend, busy_cpus, cli_env, tmp_path, request) -> None:
+    url = f"sqlite:///{tmp_path / 'busy.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    result = run_sweeper("sweep", str(ROOT / "studies" / "smoke.toml"), "--workers", "4", "--storage", url,
+                         env=cli_env, cwd=tmp_path, timeout=1200)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    states = [t.state for t in assert_exact_budget(url, "smoke", 6)]
+    assert TrialState.FAIL not in states, f"nothing was killed, so a FAIL is a live trial reaped: {result.stderr[-3000:]}"
+    assert "reaped" not in result.stderr
+
+
+def test_postgresql_down_for_a_minute_mid_sweep_reaps_no_live_trial(throwaway_pg, cli_env, tmp_path: Path) -> None:
+    url = throwaway_pg.url
+    path = study_file(tmp_path, study={"name": "outage", "budget": 6}, training={"max_train_images": 100})
+    workers = [WorkerProcess(path, url, cli_env, tmp_path) for _ in range(2)]
+    wait_for(lambda: any(t.state in FINISHED for t in trials(url, "outage")), what="a finished trial")
+    throwaway_pg.stop("fast")
+    time.sleep(60)
+    throwaway_pg.start()
+    codes = [w.wait(timeout=600) for w in workers]
+    logs = "\n".join(w.log() for w in workers)
+    assert codes == [0, 0], logs
+    assert "storage unreachable" in logs and "Traceback" not in logs
+    states = [t.state for t in assert_exact_budget(url, "outage", 6)]
+    assert TrialState.FAIL not in states, f"both workers lived through the outage, so no trial may be reaped:\n{logs}"
