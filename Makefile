@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The smoke study needs only a few hundred images: the committed slice of real CIFAR-10 works offline.
 export SWEEPER_DATA_DIR ?= $(CURDIR)/tests/fixtures/cifar-10-batches-py
 
-.PHONY: setup demo test browser
+.PHONY: setup demo test test-fast lint browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,5 +27,14 @@ browser:
 	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-test: setup browser
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# The whole suite: lint, then every test, the load and outage tests (marked slow) included.
+test: setup browser lint
 	$(BIN)/python -m pytest
+
+# Everything but the load and outage tests.
+test-fast: setup browser lint
+	$(BIN)/python -m pytest -m "not slow"

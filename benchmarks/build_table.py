@@ -32,7 +32,12 @@ SEED = 777
 def grid(quick: bool) -> list[dict]:
     if quick:
         return [{"batchnorm": b, "dropout": 0.2, "learning_rate": 1e-3} for b in (False, True)]
-    return [{"batchnorm": b, "dropout": d, "learning_rate": lr} for b in (False, True) for d in DROPOUTS for lr in LEARNING_RATES]
+    return [
+        {"batchnorm": b, "dropout": d, "learning_rate": lr}
+        for b in (False, True)
+        for d in DROPOUTS
+        for lr in LEARNING_RATES
+    ]
 
 
 def _key(config: dict) -> tuple:
@@ -49,8 +54,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", type=Path, default=TABLE)
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--minutes", type=float, default=float("inf"), help="stop starting new configurations after this long")
-    parser.add_argument("--quick", action="store_true", help="2 configurations, 2 epochs, on the committed slice (a smoke check)")
+    parser.add_argument(
+        "--minutes", type=float, default=float("inf"), help="stop starting new configurations after this long"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="2 configurations, 2 epochs, on the committed slice (a smoke check)"
+    )
     args = parser.parse_args()
     import keras
 

@@ -34,7 +34,9 @@ def machine() -> dict[str, Any]:
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())  # fmt: skip
-    memory_kib = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")))
+    memory_kib = int(
+        next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    )
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -57,7 +59,9 @@ def data_dir() -> Path:
 def write(name: str, mode: str, rows: list[dict[str, Any]], summary: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}-{mode}.json"
-    path.write_text(json.dumps({"benchmark": name, "mode": mode, "machine": machine(), "summary": summary, "rows": rows}, indent=2))
+    path.write_text(
+        json.dumps({"benchmark": name, "mode": mode, "machine": machine(), "summary": summary, "rows": rows}, indent=2)
+    )
     print(tabulate(rows, headers="keys", floatfmt=".4g"))
     print(json.dumps(summary, indent=2))
     print(f"written to {path}")
@@ -85,4 +89,6 @@ def scratch_postgres() -> Iterator[str]:
 
 
 def sweeper(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweeper", *args], env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "sweeper", *args], env=env, cwd=cwd, capture_output=True, text=True, check=False
+    )

@@ -87,13 +87,26 @@ def run(out: Path, *, cpu: bool, backend: str, packings: list[int], epochs: int 
     spec["training"]["mixed_precision"] = mixed_precision
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
-    env = {**os.environ, "SWEEPER_DATA_DIR": str(data), "SWEEPER_CACHE_DIR": str(work / "cache"), "PYTHONUNBUFFERED": "1"}
-    result: dict[str, Any] = {"backend": backend, "cpu": cpu, "data": str(data), "training": spec["training"], "packings": []}
+    env = {
+        **os.environ,
+        "SWEEPER_DATA_DIR": str(data),
+        "SWEEPER_CACHE_DIR": str(work / "cache"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    result: dict[str, Any] = {
+        "backend": backend,
+        "cpu": cpu,
+        "data": str(data),
+        "training": spec["training"],
+        "packings": [],
+    }
     result["gpu"] = _nvidia_smi("name,memory.total,driver_version") if not cpu else None
     for workers in packings:
         result["packings"].append(_sweep(work, out, spec, env, backend, workers, cpu))
         (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
-    result["ok"] = all(p["exact_budget"] and p["exit_code"] == 0 and p["all_on_expected_device"] for p in result["packings"])
+    result["ok"] = all(
+        p["exact_budget"] and p["exit_code"] == 0 and p["all_on_expected_device"] for p in result["packings"]
+    )
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
     _print_table(result)
     return result
@@ -117,7 +130,13 @@ def _sweep(work: Path, out: Path, spec: dict, env: dict, backend: str, workers: 
         code = subprocess.run(command, env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT, timeout=900).returncode
     wall = time.monotonic() - started
     sampler.stop()
-    return {"workers": workers, "exit_code": code, "wall_seconds": wall, **_measure(url, name, budget, wall, cpu), **sampler.summary()}
+    return {
+        "workers": workers,
+        "exit_code": code,
+        "wall_seconds": wall,
+        **_measure(url, name, budget, wall, cpu),
+        **sampler.summary(),
+    }
 
 
 def _measure(url: str, name: str, budget: int, wall: float, cpu: bool) -> dict[str, Any]:
@@ -149,10 +168,13 @@ def _measure(url: str, name: str, budget: int, wall: float, cpu: bool) -> dict[s
         "images_per_second_wall": round(images / wall),
         "epoch_seconds_median": statistics.median(steady) if steady else None,
         "first_epoch_seconds_median": statistics.median(first) if first else None,
-        "gpu_peak_mb_per_worker": sorted(round(max(t.user_attrs.get("gpu_peak_mb", 0) for t in ts)) for ts in by_worker.values()),
+        "gpu_peak_mb_per_worker": sorted(
+            round(max(t.user_attrs.get("gpu_peak_mb", 0) for t in ts)) for ts in by_worker.values()
+        ),
         "devices": devices,
         "mixed_precision": sorted({t.user_attrs.get("mixed_precision") for t in finished}),
-        "all_on_expected_device": bool(finished) and all((d == "cpu") if cpu else d.startswith("gpu:") for d in devices),
+        "all_on_expected_device": bool(finished)
+        and all((d == "cpu") if cpu else d.startswith("gpu:") for d in devices),
     }
 
 

@@ -21,7 +21,9 @@ def main() -> int:
     failed = []
     for name in BENCHMARKS:
         if name == "search_efficiency" and len(done(TABLE)) < len(grid(quick=False)):
-            print(f"== {name}: skipped, the table at {TABLE} is incomplete (python -m benchmarks.build_table)", flush=True)
+            print(
+                f"== {name}: skipped, the table at {TABLE} is incomplete (python -m benchmarks.build_table)", flush=True
+            )
             continue
         print(f"== {name}", flush=True)
         if subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *extra]).returncode:

@@ -20,13 +20,12 @@ import warnings
 from pathlib import Path
 
 import optuna
+from tabulate import tabulate
 
 from benchmarks.build_table import TABLE, done, grid
 from benchmarks.common import ROOT, write
-from tabulate import tabulate
 from sweeper import search, studyfile
 from sweeper.studyfile import StudySpec
-
 
 RANDOM_SEED_OFFSET = 100_000
 
@@ -59,7 +58,9 @@ def replay(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list[tuple[
         else studyfile.RandomSampler(type="random", seed=RANDOM_SEED_OFFSET + seed),
     })  # fmt: skip
     pruner = search.make_pruner(spec) if tuned else optuna.pruners.NopPruner()
-    study = optuna.create_study(study_name=spec.name, direction="maximize", sampler=search.make_sampler(spec), pruner=pruner)  # Hyperband brackets hash the name
+    study = optuna.create_study(
+        study_name=spec.name, direction="maximize", sampler=search.make_sampler(spec), pruner=pruner
+    )  # Hyperband brackets hash the name
     if tuned:
         for baseline in spec.baselines:
             study.enqueue_trial(baseline.model_dump())
@@ -124,9 +125,13 @@ def main() -> None:
     parser.add_argument("--table", type=Path, default=TABLE)
     parser.add_argument("--study", type=Path, default=ROOT / "studies" / "cifar10-regularization.toml")
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from here (held-out checks of a chosen setting)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds run from here (held-out checks of a chosen setting)"
+    )
     parser.add_argument("--quick", action="store_true", help="3 seeds")
-    parser.add_argument("--compare", action="store_true", help="also replay the candidate settings in CANDIDATES × SAMPLERS")
+    parser.add_argument(
+        "--compare", action="store_true", help="also replay the candidate settings in CANDIDATES × SAMPLERS"
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -156,7 +161,12 @@ def main() -> None:
                     "median study epochs": statistics.median(r["study epochs"] for r in candidate),
                 })  # fmt: skip
         print(tabulate(summary["candidates"], headers="keys", floatfmt=".3g"))
-    write("search_efficiency", ("quick" if args.quick else "full") + (f"-from-seed-{args.first_seed}" if args.first_seed else ""), rows, summary)
+    write(
+        "search_efficiency",
+        ("quick" if args.quick else "full") + (f"-from-seed-{args.first_seed}" if args.first_seed else ""),
+        rows,
+        summary,
+    )
 
 
 if __name__ == "__main__":

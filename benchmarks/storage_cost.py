@@ -26,7 +26,6 @@ from sweeper import search, storage, studyfile
 from sweeper.studyfile import StudySpec
 from sweeper.worker import Worker, open_study
 
-
 PLAIN = "plain Optuna script, postgresql"
 
 
@@ -83,7 +82,9 @@ def main() -> None:
         urls = {"postgresql": storage.resolve_url(pg_url), "sqlite": f"sqlite:///{Path(tmp) / 'bench.db'}"}
         workers = {}
         for name, url in urls.items():
-            store = storage.connect(url, heartbeat_seconds=spec.fleet.heartbeat_seconds, stale_after_seconds=spec.fleet.stale_after_seconds)
+            store = storage.connect(
+                url, heartbeat_seconds=spec.fleet.heartbeat_seconds, stale_after_seconds=spec.fleet.stale_after_seconds
+            )
             workers[name] = Worker(spec, store, open_study(store, spec), Path(tmp), child=object())
         plain = optuna.create_study(
             storage=storage.resolve_url(plain_url), study_name=spec.name, direction="maximize",
@@ -102,9 +103,18 @@ def main() -> None:
     for name, series in times.items():
         at_small = median(series[small - window // 2 : small + window // 2]) * 1000
         at_large = median(series[large : large + window]) * 1000
-        rows.append({"storage": name, f"ms/trial at {small}": at_small, f"ms/trial at {large}": at_large, "growth": at_large / at_small})
+        rows.append(
+            {
+                "storage": name,
+                f"ms/trial at {small}": at_small,
+                f"ms/trial at {large}": at_large,
+                "growth": at_large / at_small,
+            }
+        )
         summary[name] = {"ms_per_trial_small": at_small, "ms_per_trial_large": at_large, "growth": at_large / at_small}
-    summary["worker_vs_plain_optuna_postgresql"] = summary["postgresql"]["ms_per_trial_large"] / summary[PLAIN]["ms_per_trial_large"]
+    summary["worker_vs_plain_optuna_postgresql"] = (
+        summary["postgresql"]["ms_per_trial_large"] / summary[PLAIN]["ms_per_trial_large"]
+    )
     summary["goal_postgresql"] = "<= 50 ms per trial at 1000 trials and growth <= 3x"
     write("storage_cost", "quick" if args.quick else "full", rows, summary)
 

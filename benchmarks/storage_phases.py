@@ -72,7 +72,7 @@ class PhaseClock:
 @contextmanager
 def timing(clock: PhaseClock, engine: sqlalchemy.Engine) -> Iterator[None]:
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in PHASES]
-    for (owner, name, original), (_, _, phase) in zip(originals, PHASES):
+    for (owner, name, original), (_, _, phase) in zip(originals, PHASES, strict=False):
         setattr(owner, name, clock.wrap(original, phase))
     sqlalchemy.event.listen(engine, "before_cursor_execute", clock.count_statement)
     try:

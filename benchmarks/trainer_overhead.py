@@ -45,10 +45,17 @@ def _plain(folder: Path, epochs: int, images: int) -> dict:
     )  # fmt: skip
     wall = time.time() - started
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    return {"side": "A plain fit", "wall": wall, "epoch_seconds": result["epoch_seconds"], "val_acc": result["val_acc"][-1]}
+    return {
+        "side": "A plain fit",
+        "wall": wall,
+        "epoch_seconds": result["epoch_seconds"],
+        "val_acc": result["val_acc"][-1],
+    }
 
 
-def _worker(folder: Path, epochs: int, images: int, tmp: Path, index: int, trials: int, trials_per_child: int | None) -> dict:
+def _worker(
+    folder: Path, epochs: int, images: int, tmp: Path, index: int, trials: int, trials_per_child: int | None
+) -> dict:
     spec = tomllib_load(ROOT / "studies" / "cifar10-regularization.toml")
     spec["study"].update(name=f"overhead-{index}", budget=trials)
     if trials_per_child:
@@ -69,8 +76,10 @@ def _worker(folder: Path, epochs: int, images: int, tmp: Path, index: int, trial
     done = optuna.load_study(study_name=f"overhead-{index}", storage=url).get_trials()
     epoch_seconds = [t.user_attrs["history"]["epoch_seconds"] for t in done]
     beyond_epochs = [
-        (trial.datetime_start - before.datetime_complete).total_seconds() + trial.user_attrs["wall_seconds"] - sum(epochs)
-        for before, trial, epochs in zip(done, done[1:], epoch_seconds[1:])
+        (trial.datetime_start - before.datetime_complete).total_seconds()
+        + trial.user_attrs["wall_seconds"]
+        - sum(epochs)
+        for before, trial, epochs in zip(done, done[1:], epoch_seconds[1:], strict=False)
     ]
     return {"side": "B sweeper worker", "wall": wall, "trials": len(done), "epoch_seconds": epoch_seconds[0],
             "all_epochs_seconds": sum(map(sum, epoch_seconds)), "val_acc": done[0].user_attrs["history"]["val_acc"][-1],
@@ -85,10 +94,14 @@ def tomllib_load(path: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="3 epochs on 1,000 images instead of 30 on the whole subset")
+    parser.add_argument(
+        "--quick", action="store_true", help="3 epochs on 1,000 images instead of 30 on the whole subset"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="rounds of A, then B once per trial count")
     parser.add_argument("--epochs", type=int, help="epochs per run (default 3 quick, 30 full)")
-    parser.add_argument("--trials", type=int, nargs="+", default=[1], help="trials per worker run (B), one or two counts")
+    parser.add_argument(
+        "--trials", type=int, nargs="+", default=[1], help="trials per worker run (B), one or two counts"
+    )
     parser.add_argument("--trials-per-child", type=int, help="override the study's trials_per_child for B")
     args = parser.parse_args()
     epochs, images = (3, 1000) if args.quick else (30, 0)
@@ -96,11 +109,16 @@ def main() -> None:
     folder = data_dir()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        for index in range(args.rounds):
+        for _ in range(args.rounds):
             runs.append(_plain(folder, epochs, images))
             for count in args.trials:
                 runs.append(_worker(folder, epochs, images, Path(tmp), len(runs), count, args.trials_per_child))
-            print(" | ".join(f"{run['side']} x{run.get('trials', 1)} {run['wall']:.1f}s" for run in runs[-1 - len(args.trials):]), flush=True)
+            print(
+                " | ".join(
+                    f"{run['side']} x{run.get('trials', 1)} {run['wall']:.1f}s" for run in runs[-1 - len(args.trials) :]
+                ),
+                flush=True,
+            )
     rows = []
     for run in runs:
         steady = median(run["epoch_seconds"][1:])
@@ -117,7 +135,10 @@ def main() -> None:
     overhead_b = fixed[most] / most
     overhead_a = median([r["fixed overhead s/trial"] for r in a])
     thirty_epoch_trial = 30 * median([r["steady epoch s"] for r in b])
-    trials_per_child = args.trials_per_child or tomllib_load(ROOT / "studies" / "cifar10-regularization.toml")["fleet"]["trials_per_child"]
+    trials_per_child = (
+        args.trials_per_child
+        or tomllib_load(ROOT / "studies" / "cifar10-regularization.toml")["fleet"]["trials_per_child"]
+    )
     summary = {
         "data": str(folder), "epochs": epochs, "train_images": images or "all", "worker_trials": args.trials,
         "trials_per_child": trials_per_child,
@@ -129,7 +150,12 @@ def main() -> None:
     }  # fmt: skip
     later = [seconds for run in runs for seconds in run.get("later_trials_beyond_epochs", [])]
     if later:
-        summary.update({"later_trial_seconds_measured": median(later), "later_trial_measured_vs_30_epoch_trial": median(later) / thirty_epoch_trial})
+        summary.update(
+            {
+                "later_trial_seconds_measured": median(later),
+                "later_trial_measured_vs_30_epoch_trial": median(later) / thirty_epoch_trial,
+            }
+        )
     if len(fixed) > 1:
         fewest = min(args.trials)
         marginal = (fixed[most] - fixed[fewest]) / (most - fewest)

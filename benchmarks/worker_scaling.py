@@ -51,7 +51,17 @@ class SleepingChild:
         time.sleep(max(wait, 0.0))
         self._epoch += 1
         value = 0.1 + 0.05 * self._epoch
-        return ("epoch", {"epoch": self._epoch, "seconds": self.epoch_seconds, "acc": value, "loss": 1.0, "val_acc": value, "val_loss": 1.0})
+        return (
+            "epoch",
+            {
+                "epoch": self._epoch,
+                "seconds": self.epoch_seconds,
+                "acc": value,
+                "loss": 1.0,
+                "val_acc": value,
+                "val_loss": 1.0,
+            },
+        )
 
     def reply(self, keep_going: bool) -> None:
         if keep_going and self._epoch < self._epochs:
@@ -71,7 +81,9 @@ def _run_worker(url: str, spec_json: dict, epoch_seconds: float, start: Any) -> 
 
     spec = StudySpec.model_validate(spec_json)
     fleet = spec.fleet
-    store = storage.connect(url, heartbeat_seconds=fleet.heartbeat_seconds, stale_after_seconds=fleet.stale_after_seconds)
+    store = storage.connect(
+        url, heartbeat_seconds=fleet.heartbeat_seconds, stale_after_seconds=fleet.stale_after_seconds
+    )
     try:
         worker = Worker(spec, store, open_study(store, spec), Path("."), child=SleepingChild(epoch_seconds))
         start.wait()  # all workers connected: time the fleet, not Python's start-up on 2 cores
@@ -83,7 +95,10 @@ def _run_worker(url: str, spec_json: dict, epoch_seconds: float, start: Any) -> 
 def _rate(url: str, spec: StudySpec, workers: int, epoch_seconds: float) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(workers)
-    processes = [context.Process(target=_run_worker, args=(url, spec.model_dump(mode="json"), epoch_seconds, start)) for _ in range(workers)]
+    processes = [
+        context.Process(target=_run_worker, args=(url, spec.model_dump(mode="json"), epoch_seconds, start))
+        for _ in range(workers)
+    ]
     for process in processes:
         process.start()
     for process in processes:
@@ -124,7 +139,15 @@ def main() -> None:
     for workers in COUNTS:
         rate = median([r["trials_per_minute"] for r in runs if r["workers"] == workers])
         exact = all(r["finished"] == r["budget"] for r in runs if r["workers"] == workers)
-        rows.append({"workers": workers, "trials/min": rate, "vs 1 worker": rate / one, "efficiency": rate / (one * workers), "exact budget": exact})
+        rows.append(
+            {
+                "workers": workers,
+                "trials/min": rate,
+                "vs 1 worker": rate / one,
+                "efficiency": rate / (one * workers),
+                "exact budget": exact,
+            }
+        )
     summary = {
         "epochs_per_trial": epochs, "epoch_seconds": epoch_seconds, "trials_per_worker": per_worker,
         "efficiency_at_8": rows[-1]["efficiency"], "exact_budget_everywhere": all(r["exact budget"] for r in rows),

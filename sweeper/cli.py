@@ -21,8 +21,8 @@ import optuna
 from tabulate import tabulate
 
 from sweeper import backends, data, search, storage, studyfile
-from sweeper.studies import summaries
 from sweeper.errors import SweeperError
+from sweeper.studies import summaries
 
 log = logging.getLogger("sweeper")
 
@@ -44,11 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-dir", help="CIFAR-10 directory or tarball (default: $SWEEPER_DATA_DIR, else download)")
 
     def study_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--allow-space-change", action="store_true", help="continue a study whose search space was edited")
+        p.add_argument(
+            "--allow-space-change", action="store_true", help="continue a study whose search space was edited"
+        )
         p.add_argument("--allow-budget-change", action="store_true", help="give a running study the file's new budget")
 
     def gpu_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--backend", help="Keras backend: tensorflow, jax or torch (default: $KERAS_BACKEND, else tensorflow)")
+        p.add_argument(
+            "--backend", help="Keras backend: tensorflow, jax or torch (default: $KERAS_BACKEND, else tensorflow)"
+        )
         p.add_argument(
             "--gpu", type=_gpu_choice, default="auto",
             help="auto (claim a free GPU, else the CPU), require (a GPU or exit 2), none, or a GPU index",

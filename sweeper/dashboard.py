@@ -49,7 +49,10 @@ def dashboard_password() -> str | None:
         except OSError as exc:
             raise SweeperError(f"cannot read SWEEPER_DASHBOARD_PASSWORD_FILE {path}: {exc.strerror}", 2) from None
         if not secret:
-            raise SweeperError(f"SWEEPER_DASHBOARD_PASSWORD_FILE {path or '(empty name)'} holds no password; put one in it or unset the variable", 2)
+            raise SweeperError(
+                f"SWEEPER_DASHBOARD_PASSWORD_FILE {path or '(empty name)'} holds no password; put one in it or unset the variable",
+                2,
+            )
         return secret
     secret = os.environ.get("SWEEPER_DASHBOARD_PASSWORD")
     if secret is not None and not secret.strip():
@@ -63,9 +66,18 @@ def guard(app: Callable, *, allow_writes: bool, password: str | None, user: str 
 
     def guarded(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         if expected is not None and not _authorized(environ.get("HTTP_AUTHORIZATION", ""), expected):
-            return _refuse(start_response, "401 Unauthorized", "authentication required", [("WWW-Authenticate", 'Basic realm="sweeper"')])
+            return _refuse(
+                start_response,
+                "401 Unauthorized",
+                "authentication required",
+                [("WWW-Authenticate", 'Basic realm="sweeper"')],
+            )
         if not allow_writes and environ["REQUEST_METHOD"] not in READS:
-            return _refuse(start_response, "403 Forbidden", "this dashboard is read-only; start it with --allow-writes to change studies")
+            return _refuse(
+                start_response,
+                "403 Forbidden",
+                "this dashboard is read-only; start it with --allow-writes to change studies",
+            )
         return app(environ, start_response)
 
     return guarded
@@ -102,7 +114,9 @@ class ChartRefresher(threading.Thread):
             try:
                 self.refresh()
             except Exception as exc:  # keep serving; the next round may succeed
-                log.warning("could not refresh charts: %s", storage.redact(str(exc)).splitlines()[0] if str(exc) else exc)
+                log.warning(
+                    "could not refresh charts: %s", storage.redact(str(exc)).splitlines()[0] if str(exc) else exc
+                )
             self._stop.wait(self.interval)
 
     def refresh(self) -> int:

@@ -69,7 +69,9 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(batch[b"labels"], dtype=np.uint8)
         images = rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     except FileNotFoundError:
-        raise DataError(f"{path}: missing; a CIFAR-10 directory holds {', '.join(TRAIN_FILES)} and {TEST_FILE}") from None
+        raise DataError(
+            f"{path}: missing; a CIFAR-10 directory holds {', '.join(TRAIN_FILES)} and {TEST_FILE}"
+        ) from None
     except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise DataError(f"{path}: not a CIFAR-10 batch file (corrupt or truncated: {exc})") from None
     if len(images) != len(labels) or (len(labels) and labels.max() > 9):
@@ -200,4 +202,3 @@ def _cache_key(data_dir: Path | None, training: Training, cache_dir: Path) -> st
 def resolve_data_dir(cli_value: str | None) -> Path | None:
     value = cli_value or os.environ.get("SWEEPER_DATA_DIR")
     return Path(value) if value else None
-

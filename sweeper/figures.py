@@ -21,7 +21,13 @@ from plotly.subplots import make_subplots
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 BATCHNORM_COLORS = {True: "#d62728", False: "#1f77b4"}
-STATE_COLORS = {"COMPLETE": "#2ca02c", "PRUNED": "#ff7f0e", "FAIL": "#d62728", "RUNNING": "#1f77b4", "WAITING": "#7f7f7f"}
+STATE_COLORS = {
+    "COMPLETE": "#2ca02c",
+    "PRUNED": "#ff7f0e",
+    "FAIL": "#d62728",
+    "RUNNING": "#1f77b4",
+    "WAITING": "#7f7f7f",
+}
 DROPOUT_BINS = 3
 
 
@@ -84,7 +90,9 @@ def summary(study: optuna.Study, storage_label: str) -> dict[str, Any]:
         "budget": study.user_attrs.get("budget"),
         "trials": len(all_rows),
         "counts": counts,
-        "nonfinite_loss_trials": sum("loss became" in str(r.trial.user_attrs.get("prune_reason", "")) for r in all_rows),
+        "nonfinite_loss_trials": sum(
+            "loss became" in str(r.trial.user_attrs.get("prune_reason", "")) for r in all_rows
+        ),
         "best": _trial_json(best),
         "baseline": _trial_json(baseline),
         "top": [_trial_json(r) for r in finished[:10]],
@@ -119,7 +127,7 @@ def regularizer_table(finished: list[Row], study: optuna.Study) -> list[dict[str
     edges = _dropout_edges(study)
     table = []
     for batchnorm in (False, True):
-        for low, high in zip(edges, edges[1:]):
+        for low, high in zip(edges, edges[1:], strict=False):
             last = high == edges[-1]
             members = [
                 r for r in finished
@@ -172,6 +180,7 @@ def _on_off(flag: bool | None) -> str:
 
 # ---------------------------------------------------------------- figures
 
+
 def all_figures(study: optuna.Study) -> dict[str, go.Figure]:
     table = rows(study)
     return {
@@ -188,7 +197,9 @@ def _lr_size(lr: float | None) -> float:
     return 8 if lr is None else 6 + 3 * (math.log10(lr) + 5)  # 1e-5 → 6 px, 1e-2 → 15 px
 
 
-def _scatter_by_batchnorm(table: list[Row], y_of, x_of, y_title: str, x_title: str, title: str, log_x: bool = False) -> go.Figure:
+def _scatter_by_batchnorm(
+    table: list[Row], y_of, x_of, y_title: str, x_title: str, title: str, log_x: bool = False
+) -> go.Figure:
     figure = go.Figure()
     for batchnorm in (False, True):
         for state, symbol in (("COMPLETE", "circle"), ("PRUNED", "circle-open")):
@@ -199,7 +210,11 @@ def _scatter_by_batchnorm(table: list[Row], y_of, x_of, y_title: str, x_title: s
                     y=[y_of(r) for r in points],
                     mode="markers",
                     name=f"batchnorm {'on' if batchnorm else 'off'} ({state.lower()})",
-                    marker={"color": BATCHNORM_COLORS[batchnorm], "symbol": symbol, "size": [_lr_size(r.learning_rate) for r in points]},
+                    marker={
+                        "color": BATCHNORM_COLORS[batchnorm],
+                        "symbol": symbol,
+                        "size": [_lr_size(r.learning_rate) for r in points],
+                    },
                     text=[f"trial {r.number}, lr {_num(r.learning_rate, '.2g')}" for r in points],
                     hovertemplate="%{text}<br>" + x_title + " %{x}<br>" + y_title + " %{y:.4f}<extra></extra>",
                 )
@@ -211,7 +226,9 @@ def _scatter_by_batchnorm(table: list[Row], y_of, x_of, y_title: str, x_title: s
             marker={"symbol": "star", "size": 18, "color": "gold", "line": {"color": "black", "width": 1}},
         )
     )  # fmt: skip
-    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, legend_title="marker size: learning rate")
+    figure.update_layout(
+        title=title, xaxis_title=x_title, yaxis_title=y_title, legend_title="marker size: learning rate"
+    )
     if log_x:
         figure.update_xaxes(type="log")
     return figure
@@ -219,13 +236,24 @@ def _scatter_by_batchnorm(table: list[Row], y_of, x_of, y_title: str, x_title: s
 
 def regularizer_chart(table: list[Row]) -> go.Figure:
     return _scatter_by_batchnorm(
-        table, lambda r: r.val_acc, lambda r: r.dropout, "val_acc", "dropout rate", "val_acc against dropout rate, by batch normalization"
+        table,
+        lambda r: r.val_acc,
+        lambda r: r.dropout,
+        "val_acc",
+        "dropout rate",
+        "val_acc against dropout rate, by batch normalization",
     )
 
 
 def learning_rate_chart(table: list[Row]) -> go.Figure:
     return _scatter_by_batchnorm(
-        table, lambda r: r.val_acc, lambda r: r.learning_rate, "val_acc", "learning rate", "val_acc against learning rate", log_x=True
+        table,
+        lambda r: r.val_acc,
+        lambda r: r.learning_rate,
+        "val_acc",
+        "learning rate",
+        "val_acc against learning rate",
+        log_x=True,
     )
 
 
@@ -273,7 +301,9 @@ def importance_chart(study: optuna.Study) -> go.Figure:
         names = list(importances)[::-1]
         figure.add_trace(go.Bar(x=[importances[n] for n in names], y=names, orientation="h", name="importance"))
     else:
-        figure.add_annotation(text="not enough finished trials yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+        figure.add_annotation(
+            text="not enough finished trials yet", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5
+        )
     figure.update_layout(title="Parameter importances (Optuna's default evaluator)", xaxis_title="importance")
     return figure
 
@@ -289,11 +319,13 @@ def timeline_chart(table: list[Row]) -> go.Figure:
         figure.add_trace(
             go.Bar(
                 y=[r.trial.user_attrs.get("worker", "?") for r in spans],
-                x=[(end - r.trial.datetime_start).total_seconds() * 1000 for r, end in zip(spans, ends)],
+                x=[(end - r.trial.datetime_start).total_seconds() * 1000 for r, end in zip(spans, ends, strict=False)],
                 base=[r.trial.datetime_start.isoformat() for r in spans],
                 orientation="h", name=state.lower(), marker_color=color,
                 text=[f"trial {r.number}" for r in spans], hovertemplate="%{text}<extra></extra>",
             )
         )  # fmt: skip
-    figure.update_layout(title="Trials over time, per worker", barmode="overlay", xaxis={"type": "date"}, yaxis_title="worker")
+    figure.update_layout(
+        title="Trials over time, per worker", barmode="overlay", xaxis={"type": "date"}, yaxis_title="worker"
+    )
     return figure

@@ -81,7 +81,9 @@ def claim(choice: str, *, per_gpu: int, fallback: str, stop: threading.Event, po
         return GpuSlot(int(choice), per_gpu)
     count = detect_count()
     if count == 0 and choice == "require":
-        raise SweeperError("--gpu require: no GPU found on this host (nvidia-smi lists none); use --gpu auto to allow the CPU", 2)
+        raise SweeperError(
+            "--gpu require: no GPU found on this host (nvidia-smi lists none); use --gpu auto to allow the CPU", 2
+        )
     if count == 0:
         log.info("no GPU found: training on the CPU")
         return GpuSlot(None)

@@ -77,4 +77,6 @@ class Heartbeat:
                 self._rdb.record_heartbeat(trial_id)
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any storage trouble
                 self._reach.failed()
-                log.debug("heartbeat for trial id %d not written: %s", trial_id, storage.redact(str(exc)).splitlines()[0:1])
+                log.debug(
+                    "heartbeat for trial id %d not written: %s", trial_id, storage.redact(str(exc)).splitlines()[0:1]
+                )

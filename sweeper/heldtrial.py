@@ -138,10 +138,16 @@ class HeldTrialStorage(_CachedStorage):
         """Optuna's incremental read, skipping the held trial (every trial below it is already known)."""
         with self._lock:
             study = self._studies.setdefault(study_id, _StudyInfo())
-            held = self._held if self._held and self._trial_id_to_study_id_and_number[self._held._trial_id][0] == study_id else None
+            held = (
+                self._held
+                if self._held and self._trial_id_to_study_id_and_number[self._held._trial_id][0] == study_id
+                else None
+            )
             unfinished = study.unfinished_trial_ids - {held._trial_id} if held else study.unfinished_trial_ids
             newer_than = max(study.last_finished_trial_id, held._trial_id if held else -1)
-            trials = self._backend._get_trials(study_id, states=None, included_trial_ids=unfinished, trial_id_greater_than=newer_than)
+            trials = self._backend._get_trials(
+                study_id, states=None, included_trial_ids=unfinished, trial_id_greater_than=newer_than
+            )
             self._add_trials_to_cache(study_id, trials)
             for trial in trials:
                 if not trial.state.is_finished():

@@ -8,6 +8,8 @@ Dropout(rate) follows each MaxPool2D. Plain Keras 3: it runs on TensorFlow, JAX 
 
 from __future__ import annotations
 
+import functools
+
 import keras
 from keras import layers
 
@@ -20,11 +22,13 @@ def _dense_or_conv(layer_factory, batchnorm: bool) -> list[layers.Layer]:
     return [layer_factory(activation="relu")]
 
 
-def build_model(dropout: float, batchnorm: bool, learning_rate: float, *, jit_compile: bool | str = "auto") -> keras.Model:
+def build_model(
+    dropout: float, batchnorm: bool, learning_rate: float, *, jit_compile: bool | str = "auto"
+) -> keras.Model:
     stack: list[layers.Layer] = [keras.Input(shape=(32, 32, 3))]
     for filters in FILTERS:
         for _ in range(2):
-            stack += _dense_or_conv(lambda **kw: layers.Conv2D(filters, 3, padding="same", **kw), batchnorm)
+            stack += _dense_or_conv(functools.partial(layers.Conv2D, filters, 3, padding="same"), batchnorm)
         stack.append(layers.MaxPool2D(2, strides=2, padding="same"))
         if dropout > 0:
             stack.append(layers.Dropout(dropout))

@@ -16,6 +16,7 @@ from sweeper import figures
 from sweeper.errors import SweeperError
 from sweeper.storage import Store, mask
 
+
 def load_study(store: Store, name: str) -> optuna.Study:
     try:
         return optuna.load_study(study_name=name, storage=store.storage)
@@ -70,7 +71,9 @@ def text(content: dict[str, Any]) -> str:
     lines += [content["answer"], ""]
     if content["nonfinite_loss_trials"]:
         lines += [f"{content['nonfinite_loss_trials']} trial(s) stopped because the loss became NaN or infinite.", ""]
-    pair = [content["best"]] + ([content["baseline"]] if content["baseline"] and content["baseline"] != content["best"] else [])
+    pair = [content["best"]] + (
+        [content["baseline"]] if content["baseline"] and content["baseline"] != content["best"] else []
+    )
     lines += ["Best trial and baseline", tabulate([_trial_line(t) for t in pair], headers=TRIAL_HEADERS), ""]
     lines += ["Top 10 trials", tabulate([_trial_line(t) for t in content["top"]], headers=TRIAL_HEADERS), ""]
     regs = [
@@ -95,7 +98,10 @@ def trials_csv(study: optuna.Study) -> str:
         values = t.params or t.system_attrs.get("fixed_params", {})
         writer.writerow(
             [t.number, t.state.name, t.value, *(values.get(p) for p in params), t.datetime_start, t.datetime_complete]
-            + [json.dumps(t.user_attrs[k]) if isinstance(t.user_attrs.get(k), (dict, list)) else t.user_attrs.get(k) for k in attr_keys]
+            + [
+                json.dumps(t.user_attrs[k]) if isinstance(t.user_attrs.get(k), (dict, list)) else t.user_attrs.get(k)
+                for k in attr_keys
+            ]
         )
     return out.getvalue()
 
@@ -106,18 +112,20 @@ def page(content: dict[str, Any], study: optuna.Study) -> str:
     for name, figure in figures.all_figures(study).items():
         div = figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{name}")
         sections.append(f'<section class="figure" data-figure="{name}">{div}</section>')
-    top = "".join(f"<tr>{''.join(f'<td>{html.escape(str(c))}</td>' for c in _trial_line(t))}</tr>" for t in content["top"])
+    top = "".join(
+        f"<tr>{''.join(f'<td>{html.escape(str(c))}</td>' for c in _trial_line(t))}</tr>" for t in content["top"]
+    )
     head = "".join(f"<th>{h}</th>" for h in TRIAL_HEADERS)
     return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>sweeper report: {html.escape(content['study'])}</title>
+<html><head><meta charset="utf-8"><title>sweeper report: {html.escape(content["study"])}</title>
 <script>{plotly.offline.get_plotlyjs()}</script>
 <style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:2px 8px;text-align:right}}</style></head>
 <body>
-<h1>Study {html.escape(content['study'])}</h1>
-<p>storage {html.escape(content['storage'])} &middot; {content['trials']} trials &middot; budget {content['budget']}</p>
-<p id="answer">{html.escape(content['answer'])}</p>
+<h1>Study {html.escape(content["study"])}</h1>
+<p>storage {html.escape(content["storage"])} &middot; {content["trials"]} trials &middot; budget {content["budget"]}</p>
+<p id="answer">{html.escape(content["answer"])}</p>
 <h2>Top 10 trials</h2><table><tr>{head}</tr>{top}</table>
-{''.join(sections)}
+{"".join(sections)}
 <script type="application/json" id="summary">{html.escape(json.dumps(content))}</script>
 </body></html>
 """

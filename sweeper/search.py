@@ -55,7 +55,9 @@ def format_params(params: dict) -> str:
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     pruner = spec.pruner
     if pruner.type == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=pruner.n_startup_trials, n_warmup_steps=pruner.n_warmup_steps)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=pruner.n_startup_trials, n_warmup_steps=pruner.n_warmup_steps
+        )
     if pruner.type == "hyperband":
         return optuna.pruners.HyperbandPruner(
             min_resource=pruner.min_resource,

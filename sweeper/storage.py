@@ -16,9 +16,9 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from typing import TypeVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import optuna
 import sqlalchemy
@@ -55,7 +55,9 @@ def _parse(url: str) -> URL:
         try:
             parsed = parsed.set(password=Path(password_file).read_text().strip())
         except OSError as exc:
-            raise StorageError(f"cannot read SWEEPER_STORAGE_PASSWORD_FILE {password_file}: {exc.strerror}", 2) from None
+            raise StorageError(
+                f"cannot read SWEEPER_STORAGE_PASSWORD_FILE {password_file}: {exc.strerror}", 2
+            ) from None
     return parsed
 
 
@@ -193,11 +195,15 @@ def _require_existing_sqlite(url: str) -> None:
         return
     database = make_url(url).database
     if database and database != ":memory:" and not Path(database).is_file():
-        raise StorageError(f"no SQLite database at {database} (nothing was created): run a worker first, or check --storage", 2)
+        raise StorageError(
+            f"no SQLite database at {database} (nothing was created): run a worker first, or check --storage", 2
+        )
 
 
 def _schema_advice(url: str, message: str) -> str:
-    found = message.split("(set up by ", 1)[-1].split(")", 1)[0] if "(set up by " in message else "another Optuna version"
+    found = (
+        message.split("(set up by ", 1)[-1].split(")", 1)[0] if "(set up by " in message else "another Optuna version"
+    )
     if "optuna storage upgrade" in message:
         password_hint = " (with the real password in place of ***)" if make_url(url).password else ""
         return (
@@ -274,7 +280,9 @@ def _first_line(exc: BaseException) -> str:
 def is_transient(exc: BaseException) -> bool:
     """A lost or refused connection that may come back, as opposed to a wrong password or bad data."""
     cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
-    if not isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError)):
+    if not isinstance(
+        cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError)
+    ):
         return False
     if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.connection_invalidated:
         return True
@@ -338,4 +346,3 @@ def adopt_orphans(store: Store, study_id: int, older_than_seconds: float) -> int
     for trial_id in orphans:
         store.storage.record_heartbeat(trial_id)
     return len(orphans)
-

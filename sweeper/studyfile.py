@@ -214,7 +214,8 @@ class StudySpec(_Strict):
     training: Training = Training()
     sampler: Annotated[TPESampler | RandomSampler, Field(discriminator="type")] = TPESampler(type="tpe")
     pruner: Annotated[
-        NoPruner | MedianPruner | HyperbandPruner | SuccessiveHalvingPruner | ThresholdPruner, Field(discriminator="type")
+        NoPruner | MedianPruner | HyperbandPruner | SuccessiveHalvingPruner | ThresholdPruner,
+        Field(discriminator="type"),
     ] = NoPruner(type="none")
     fleet: Fleet = Fleet()
     baselines: list[Baseline] = []

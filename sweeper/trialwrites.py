@@ -62,18 +62,25 @@ def write(
             {"trial_id": trial_id, "param_name": name, "param_value": value, "distribution_json": distribution_to_json(dist)}
             for name, (value, dist) in writes.params.items()
         ])  # fmt: skip
-        for model, attrs in ((models.TrialUserAttributeModel, writes.user_attrs), (models.TrialSystemAttributeModel, writes.system_attrs)):
-            upsert(model, ("trial_id", "key"), [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
+        for model, attrs in (
+            (models.TrialUserAttributeModel, writes.user_attrs),
+            (models.TrialSystemAttributeModel, writes.system_attrs),
+        ):
+            upsert(
+                model,
+                ("trial_id", "key"),
+                [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()],
+            )
         steps = models.TrialIntermediateValueModel
         upsert(steps, ("trial_id", "step"), [
             dict(zip(("trial_id", "step", "intermediate_value", "intermediate_value_type"),
-                     (trial_id, step, *steps.intermediate_value_to_stored_repr(value))))
+                     (trial_id, step, *steps.intermediate_value_to_stored_repr(value)), strict=False))
             for step, value in writes.intermediate_values.items()
         ])  # fmt: skip
         if end is None:
             return None
         upsert(models.TrialValueModel, ("trial_id", "objective"), [
-            dict(zip(("trial_id", "objective", "value", "value_type"), (trial_id, objective, *models.TrialValueModel.value_to_stored_repr(value))))
+            dict(zip(("trial_id", "objective", "value", "value_type"), (trial_id, objective, *models.TrialValueModel.value_to_stored_repr(value)), strict=False))
             for objective, value in enumerate(values or [])
         ])  # fmt: skip
         trial.state, trial.datetime_complete = end, datetime.datetime.now()

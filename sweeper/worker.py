@@ -8,6 +8,7 @@ trials whose worker vanished are failed and queued again by whichever worker loo
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import math
 import os
@@ -17,9 +18,9 @@ import threading
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import optuna
@@ -100,7 +101,11 @@ def open_study(
 
 def _differences(before: Any, after: Any, path: str = "space") -> list[str]:
     if isinstance(before, dict) and isinstance(after, dict):
-        return [d for key in sorted(set(before) | set(after)) for d in _differences(before.get(key), after.get(key), f"{path}.{key}")]
+        return [
+            d
+            for key in sorted(set(before) | set(after))
+            for d in _differences(before.get(key), after.get(key), f"{path}.{key}")
+        ]
     return [] if before == after else [f"{path}: {before!r} -> {after!r}"]
 
 
@@ -216,7 +221,13 @@ class Worker:
                 self._reap_unlocked()
             now = progress(self.store, self.study, self.spec.study.budget)
             if now.done:
-                log.info("%s: study %s is complete (%d/%d trials finished)", self.name, self.spec.name, now.finished, now.budget)
+                log.info(
+                    "%s: study %s is complete (%d/%d trials finished)",
+                    self.name,
+                    self.spec.name,
+                    now.finished,
+                    now.budget,
+                )
                 return None
             if now.full:
                 return now
@@ -288,7 +299,7 @@ class Worker:
             epoch, val_acc, loss = payload["epoch"], payload.get("val_acc", math.nan), payload.get("loss", math.nan)
             if not (math.isfinite(loss) and math.isfinite(val_acc)):
                 pruned_because = f"loss became {loss} at epoch {epoch}"
-            elif self._db(lambda: self._report(trial, val_acc, epoch), "reporting an epoch"):
+            elif self._db(functools.partial(self._report, trial, val_acc, epoch), "reporting an epoch"):
                 pruned_because = f"pruned by {self.spec.pruner.type} at epoch {epoch}"
             self._child.reply(keep_going=not pruned_because)
 
@@ -325,12 +336,18 @@ class Worker:
         self._next_reap = time.monotonic() + fleet.stale_after_seconds / 2
         adopted = storage.adopt_orphans(self.store, self.study._study_id, fleet.stale_after_seconds)
         if adopted:
-            log.info("%s: %d RUNNING trial(s) never had a heartbeat; they will be reaped if no worker claims them", self.name, adopted)
+            log.info(
+                "%s: %d RUNNING trial(s) never had a heartbeat; they will be reaped if no worker claims them",
+                self.name,
+                adopted,
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(self.study)
 
-    def _finish(self, trial: optuna.trial.Trial, state: TrialState, attrs: dict, history: dict, started: float) -> TrialState:
+    def _finish(
+        self, trial: optuna.trial.Trial, state: TrialState, attrs: dict, history: dict, started: float
+    ) -> TrialState:
         summary = _summarize(history)
         attrs.update(summary)
         value = summary.get("best_val_acc")

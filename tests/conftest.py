@@ -101,10 +101,10 @@ def sweeper_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "sweeper", *args]
 
 
-def run_sweeper(*args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        sweeper_command(*args), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
+def run_sweeper(
+    *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(sweeper_command(*args), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def study_file(tmp_path: Path, base: str = "smoke", **sections: dict) -> Path:

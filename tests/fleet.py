@@ -78,13 +78,19 @@ def wait_for(condition: Callable[[], object], timeout: float = 240, what: str = 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-PARAMS = set(studyfile.load(ROOT / "studies" / "smoke.toml").space.distributions())  # the fleet tests' studies copy smoke.toml
+PARAMS = set(
+    studyfile.load(ROOT / "studies" / "smoke.toml").space.distributions()
+)  # the fleet tests' studies copy smoke.toml
 
 
 def running_trial_of(url: str, name: str, worker: WorkerProcess) -> optuna.trial.FrozenTrial | None:
     """The worker's running trial once all its parameters are drawn (one by one, just after the claim)."""
     for trial in trials(url, name):
-        if trial.state == TrialState.RUNNING and trial.user_attrs.get("worker") == worker.name and set(trial.params) == PARAMS:
+        if (
+            trial.state == TrialState.RUNNING
+            and trial.user_attrs.get("worker") == worker.name
+            and set(trial.params) == PARAMS
+        ):
             return trial
     return None
 

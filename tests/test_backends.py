@@ -36,7 +36,11 @@ def test_packed_workers_share_one_gpu_and_split_its_memory(tmp_path, monkeypatch
     assert [float(env["XLA_PYTHON_CLIENT_MEM_FRACTION"]) for env in envs] == [0.45, 0.45]
     assert slots[0].child_env("tensorflow")["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
     assert set(slots[0].child_env("torch")) == {"KERAS_BACKEND", "CUDA_VISIBLE_DEVICES"}
-    assert gpus.GpuSlot(None).child_env("jax") == {"KERAS_BACKEND": "jax", "CUDA_VISIBLE_DEVICES": "-1", "JAX_PLATFORMS": "cpu"}
+    assert gpus.GpuSlot(None).child_env("jax") == {
+        "KERAS_BACKEND": "jax",
+        "CUDA_VISIBLE_DEVICES": "-1",
+        "JAX_PLATFORMS": "cpu",
+    }
 
 
 def test_a_child_that_holds_a_gpu_it_cannot_see_refuses_to_train_on_the_cpu(monkeypatch) -> None:

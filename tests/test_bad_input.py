@@ -68,17 +68,49 @@ STUDY_FILE_MISTAKES = {
     "not-toml": ("budget = 6", "budget = = 6", r"not valid TOML: .*at line 7"),
     "unknown-key": ("epochs = 2", "epocs = 2", r"\[training\] epocs: unknown key \(did you mean 'epochs'\?\)"),
     "wrong-type": ("budget = 6", 'budget = "six"', r"\[study\] budget: Input should be a valid integer"),
-    "low-above-high": ("low = 0.2\nhigh = 0.5", "low = 0.6\nhigh = 0.5", r"\[space\] dropout: low \(0.6\) is greater than high \(0.5\)"),
-    "dropout-outside": ("low = 0.2\nhigh = 0.5", "low = 0.2\nhigh = 1.5", r"\[space\] dropout: must lie in \[0, 1\), got 0.2..1.5"),
-    "lr-not-positive": (LR_BLOCK, "[space.learning_rate]\nlow = 0\nhigh = 1e-2", r"\[space\] learning_rate: must be > 0, got low = 0.0"),
-    "log-low-not-positive": (LR_BLOCK, "[space.learning_rate]\nlow = -1e-3\nhigh = 1e-2\nlog = true", r"\[space\] learning_rate: log scale needs low > 0, got -0.001"),
-    "empty-choices": ("choices = [true, false]", "choices = []", r"\[space.batchnorm\] choices: List should have at least 1 item"),
+    "low-above-high": (
+        "low = 0.2\nhigh = 0.5",
+        "low = 0.6\nhigh = 0.5",
+        r"\[space\] dropout: low \(0.6\) is greater than high \(0.5\)",
+    ),
+    "dropout-outside": (
+        "low = 0.2\nhigh = 0.5",
+        "low = 0.2\nhigh = 1.5",
+        r"\[space\] dropout: must lie in \[0, 1\), got 0.2..1.5",
+    ),
+    "lr-not-positive": (
+        LR_BLOCK,
+        "[space.learning_rate]\nlow = 0\nhigh = 1e-2",
+        r"\[space\] learning_rate: must be > 0, got low = 0.0",
+    ),
+    "log-low-not-positive": (
+        LR_BLOCK,
+        "[space.learning_rate]\nlow = -1e-3\nhigh = 1e-2\nlog = true",
+        r"\[space\] learning_rate: log scale needs low > 0, got -0.001",
+    ),
+    "empty-choices": (
+        "choices = [true, false]",
+        "choices = []",
+        r"\[space.batchnorm\] choices: List should have at least 1 item",
+    ),
     "epochs": ("epochs = 2", "epochs = 0", r"\[training\] epochs: Input should be greater than or equal to 1"),
-    "batch-size": ("batch_size = 32", "batch_size = 0", r"\[training\] batch_size: Input should be greater than or equal to 1"),
+    "batch-size": (
+        "batch_size = 32",
+        "batch_size = 0",
+        r"\[training\] batch_size: Input should be greater than or equal to 1",
+    ),
     "budget": ("budget = 6", "budget = 0", r"\[study\] budget: Input should be greater than or equal to 1"),
     "empty-name": ('name = "smoke"', 'name = " "', r"\[study\] name: the study name must not be empty"),
-    "long-name": ('name = "smoke"', f'name = "{"s" * 513}"', r"\[study\] name: the study name has 513 characters; at most 512"),
-    "control-name": ('name = "smoke"', 'name = "smo\\u0007ke"', r"\[study\] name: the study name must not contain control characters"),
+    "long-name": (
+        'name = "smoke"',
+        f'name = "{"s" * 513}"',
+        r"\[study\] name: the study name has 513 characters; at most 512",
+    ),
+    "control-name": (
+        'name = "smoke"',
+        'name = "smo\\u0007ke"',
+        r"\[study\] name: the study name must not contain control characters",
+    ),
 }
 
 
@@ -106,7 +138,9 @@ def test_changed_search_space_is_refused_with_the_difference(populated: str, cli
     path.write_text(SMOKE_TEXT.replace("low = 0.2\nhigh = 0.5", "low = 0.2\nhigh = 0.45"))
     before = snapshot(populated)
     result = run_sweeper("worker", str(path), "--storage", populated, env=cli_env)
-    assert_refused(result, 2, r"study 'smoke' was created with another search space \(space.dropout.high: 0.5 -> 0.45\)")
+    assert_refused(
+        result, 2, r"study 'smoke' was created with another search space \(space.dropout.high: 0.5 -> 0.45\)"
+    )
     assert "--allow-space-change" in result.stderr and "new [study] name" in result.stderr
     assert snapshot(populated) == before
 
@@ -167,7 +201,9 @@ def test_schema_from_another_optuna_version(pg_server: str, cli_env: dict, tmp_p
         engine.dispose()
         before = snapshot(url)
         result = run_sweeper("studies", "--storage", url, env=cli_env)
-        assert_refused(result, 1, r"holds tables set up by optuna 3.0.0.*Back it up, then run: optuna storage upgrade --storage '")
+        assert_refused(
+            result, 1, r"holds tables set up by optuna 3.0.0.*Back it up, then run: optuna storage upgrade --storage '"
+        )
         assert snapshot(url) == before, "never upgraded silently"
 
 
@@ -185,7 +221,10 @@ def _batch_prefix(tmp_path: Path) -> Path:
     [
         (lambda tmp: tmp / "absent", r"data directory .*absent does not exist"),
         (lambda tmp: tmp, r"holds no CIFAR-10 data: expected the cifar-10-batches-py files"),
-        (lambda tmp: (tmp / "data_batch_1").write_bytes(b"\x00garbage") and tmp, r"data_batch_1: not a CIFAR-10 batch file \(corrupt or truncated"),
+        (
+            lambda tmp: (tmp / "data_batch_1").write_bytes(b"\x00garbage") and tmp,
+            r"data_batch_1: not a CIFAR-10 batch file \(corrupt or truncated",
+        ),
         (_batch_prefix, r"data_batch_3: not a CIFAR-10 batch file \(corrupt or truncated"),
     ],
     ids=["missing", "empty", "corrupt", "truncated"],
@@ -194,7 +233,9 @@ def test_data_mistakes(make_dir, message, populated: str, cli_env: dict, tmp_pat
     data_dir = make_dir(tmp_path)
     before = snapshot(populated)
     env = {**cli_env, "SWEEPER_CACHE_DIR": str(tmp_path / "cache")}
-    result = run_sweeper("worker", str(ROOT / "studies" / "smoke.toml"), "--storage", populated, "--data-dir", str(data_dir), env=env)
+    result = run_sweeper(
+        "worker", str(ROOT / "studies" / "smoke.toml"), "--storage", populated, "--data-dir", str(data_dir), env=env
+    )
     assert_refused(result, 2, message)
     assert snapshot(populated) == before
 
@@ -207,7 +248,9 @@ def test_download_impossible_without_a_data_dir(cli_env: dict, tmp_path: Path) -
     assert not (tmp_path / "sweeper.db").exists()
 
 
-def test_nan_loss_ends_the_trial_after_one_epoch_and_the_sweep_goes_on(pg_url: str, cli_env: dict, tmp_path: Path) -> None:
+def test_nan_loss_ends_the_trial_after_one_epoch_and_the_sweep_goes_on(
+    pg_url: str, cli_env: dict, tmp_path: Path
+) -> None:
     # A learning rate beyond float32's range is inf to the optimizer, so the first step turns the
     # weights into inf/NaN on any machine (a merely huge rate can leave every ReLU dead and the
     # loss huge but finite, depending on the CPU's kernels).
@@ -267,14 +310,26 @@ def test_passwords_never_shown(password_pg: ThrowawayPostgres, cli_env: dict, tm
     password_file = tmp_path / "db-password"
     password_file.write_text(secret + "\n")
     url = password_pg.url.replace(f":{secret}", "")
-    result = run_sweeper("studies", "--storage", url, env={**cli_env, "SWEEPER_STORAGE_PASSWORD_FILE": str(password_file)})
+    result = run_sweeper(
+        "studies", "--storage", url, env={**cli_env, "SWEEPER_STORAGE_PASSWORD_FILE": str(password_file)}
+    )
     assert result.returncode == 0 and "secret" in result.stdout and secret not in result.stdout + result.stderr
 
 
 _KEYS = st.sampled_from(["study", "space", "training", "sampler", "pruner", "fleet", "baselines", "name", "budget", "low", "high",
                          "log", "choices", "epochs", "batch_size", "type", "seed", "dropout", "batchnorm", "learning_rate", "x"])  # fmt: skip
-_SCALARS = st.one_of(st.integers(-10, 10**4), st.floats(allow_nan=False), st.booleans(), st.text(max_size=8), st.sampled_from(["tpe", "median", "hyperband", "none"]))
-_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=5)), max_leaves=20)
+_SCALARS = st.one_of(
+    st.integers(-10, 10**4),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.text(max_size=8),
+    st.sampled_from(["tpe", "median", "hyperband", "none"]),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=5)),
+    max_leaves=20,
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -293,7 +348,11 @@ def test_loader_returns_a_spec_or_its_own_error(document: dict, raw: str, use_ra
 
 
 @settings(max_examples=100, deadline=None)
-@given(edits=st.dictionaries(st.sampled_from(["budget", "epochs", "batch_size", "low", "high"]), st.integers(-3, 3), min_size=1))
+@given(
+    edits=st.dictionaries(
+        st.sampled_from(["budget", "epochs", "batch_size", "low", "high"]), st.integers(-3, 3), min_size=1
+    )
+)
 def test_loader_on_near_miss_study_files(edits: dict) -> None:
     text = SMOKE_TEXT
     for key, value in edits.items():
@@ -316,12 +375,21 @@ def test_read_only_commands_never_create_a_database(command: list[str], cli_env:
 def test_an_empty_dashboard_secret_refuses_to_start(secret: str, cli_env: dict, tmp_path: Path) -> None:
     empty = tmp_path / "password"
     empty.write_text("\n")
-    env = {**cli_env, **({"SWEEPER_DASHBOARD_PASSWORD": ""} if secret == "variable" else {"SWEEPER_DASHBOARD_PASSWORD_FILE": str(empty)})}
+    env = {
+        **cli_env,
+        **(
+            {"SWEEPER_DASHBOARD_PASSWORD": ""}
+            if secret == "variable"
+            else {"SWEEPER_DASHBOARD_PASSWORD_FILE": str(empty)}
+        ),
+    }
     result = run_sweeper("dashboard", "--port", "18231", env=env, cwd=tmp_path, timeout=60)
     assert_refused(result, 2, r"SWEEPER_DASHBOARD_PASSWORD(_FILE .*)? (is set but empty|holds no password)")
 
 
-def test_a_budget_change_through_another_file_is_refused_unless_asked(populated: str, cli_env: dict, tmp_path: Path) -> None:
+def test_a_budget_change_through_another_file_is_refused_unless_asked(
+    populated: str, cli_env: dict, tmp_path: Path
+) -> None:
     path = tmp_path / "smoke.toml"
     path.write_text(SMOKE_TEXT.replace("budget = 6", "budget = 9"))
     before = snapshot(populated)
@@ -337,7 +405,9 @@ def test_a_budget_change_through_another_file_is_refused_unless_asked(populated:
         store.close()
     with pytest.raises(SweeperError, match="has a budget of 9 trials; this file says 6"):
         _open(populated, studyfile.load(ROOT / "studies" / "smoke.toml"))
-    _open(populated, studyfile.load(ROOT / "studies" / "smoke.toml"), allow_budget_change=True)  # put back for the other tests
+    _open(
+        populated, studyfile.load(ROOT / "studies" / "smoke.toml"), allow_budget_change=True
+    )  # put back for the other tests
 
 
 def _open(url: str, spec: studyfile.StudySpec, **options: bool) -> None:
@@ -349,12 +419,16 @@ def _open(url: str, spec: studyfile.StudySpec, **options: bool) -> None:
 
 
 def test_a_password_typed_in_the_url_leaves_the_process_table(pg_url: str, cli_env: dict, tmp_path: Path) -> None:
-    url = pg_url.replace("postgres@", "postgres:Typed-pw-9141@")  # the local server trusts 127.0.0.1: any password works
+    url = pg_url.replace(
+        "postgres@", "postgres:Typed-pw-9141@"
+    )  # the local server trusts 127.0.0.1: any password works
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(sweeper_command("worker", str(ROOT / "studies" / "smoke.toml"), "--storage", url, "--n-trials", "1"),
                               env=cli_env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        wait_for(lambda: "joined study" in (tmp_path / "worker.log").read_text(), what="the worker to join", timeout=120)
+        wait_for(
+            lambda: "joined study" in (tmp_path / "worker.log").read_text(), what="the worker to join", timeout=120
+        )
         table = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True).stdout
         assert str(worker.pid) in table
         assert "Typed-pw-9141" not in table and "Typed-pw-9141" not in Path(f"/proc/{worker.pid}/cmdline").read_text()
@@ -373,9 +447,9 @@ def test_sigterm_at_any_moment_of_a_workers_life_exits_0(cli_env: dict, tmp_path
         for _ in delays
     ]  # fmt: skip
     started = time.monotonic()
-    for worker, delay in zip(workers, delays):
+    for worker, delay in zip(workers, delays, strict=False):
         time.sleep(max(0.0, started + delay - time.monotonic()))
         worker.send_signal(signal.SIGTERM)
-    results = [(delay, worker.wait(120), worker.stderr.read()) for worker, delay in zip(workers, delays)]
+    results = [(delay, worker.wait(120), worker.stderr.read()) for worker, delay in zip(workers, delays, strict=False)]
     assert [(delay, code) for delay, code, _ in results] == [(delay, 0) for delay in delays], results
     assert all("Traceback" not in err for _, _, err in results), results

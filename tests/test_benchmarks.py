@@ -56,7 +56,9 @@ def test_storage_phases_quick(bench_env: dict, result) -> None:
     written = result("storage_phases")
     phases = {row["phase"]: row for row in written["rows"]}
     assert phases["ask"]["statements/trial"] > 0 and phases["tell (writes the result)"]["statements/trial"] > 0
-    assert written["summary"]["statements_per_trial"] == pytest.approx(sum(row["statements/trial"] for row in written["rows"]))
+    assert written["summary"]["statements_per_trial"] == pytest.approx(
+        sum(row["statements/trial"] for row in written["rows"])
+    )
 
 
 def test_worker_scaling_quick(bench_env: dict, result) -> None:

@@ -180,19 +180,31 @@ def test_dockerfile_pins_its_base_runs_unprivileged_and_installs_this_version() 
     assert 'ENTRYPOINT ["sweeper"]' in dockerfile
     ignored = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
     assert ignored[0] == "*", "everything is left out of the build context first"
-    assert {line.lstrip("!").rstrip("/") for line in ignored if line.startswith("!")} == {"pyproject.toml", "README.md", "sweeper", "studies"}
+    assert {line.lstrip("!").rstrip("/") for line in ignored if line.startswith("!")} == {
+        "pyproject.toml",
+        "README.md",
+        "sweeper",
+        "studies",
+    }
 
 
 def test_compose_topology_runs_here(pg_url, cli_env, tmp_path) -> None:
     """PostgreSQL, then the exact `workers` command ×2 on the smoke study, then the exact `dashboard`."""
     services = load(GPU_FILE)["services"]
     # The containers' environment, with the storage pointed at the test server; cwd is the image's WORKDIR.
-    env = {**cli_env, **services["workers"]["environment"], "SWEEPER_STORAGE": pg_url, "SWEEPER_GPU_LOCK_DIR": str(tmp_path / "locks")}
+    env = {
+        **cli_env,
+        **services["workers"]["environment"],
+        "SWEEPER_STORAGE": pg_url,
+        "SWEEPER_GPU_LOCK_DIR": str(tmp_path / "locks"),
+    }
     worker_command = [("studies/smoke.toml" if a.endswith(".toml") else a) for a in services["workers"]["command"]]
     assert worker_command[:2] == ["worker", "studies/smoke.toml"]
 
     def start(command: list[str]) -> subprocess.Popen:
-        return subprocess.Popen(sweeper_command(*command), env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            sweeper_command(*command), env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
 
     workers = [start(worker_command) for _ in range(2)]
     dashboard = start(services["dashboard"]["command"])

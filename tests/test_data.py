@@ -65,7 +65,11 @@ def test_reads_the_official_tarball(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "content, message",
-    [(None, "holds no CIFAR-10 data"), (b"not a pickle", "corrupt or truncated"), (b"\x80\x04\x95", "corrupt or truncated")],
+    [
+        (None, "holds no CIFAR-10 data"),
+        (b"not a pickle", "corrupt or truncated"),
+        (b"\x80\x04\x95", "corrupt or truncated"),
+    ],
 )
 def test_bad_data_directories_give_clear_errors(tmp_path, content, message) -> None:
     if content is not None:

@@ -23,7 +23,9 @@ FAST = {"max_train_images": 100}  # 70 training images: a trial is mostly Tensor
 
 
 def _fleet_study(tmp_path: Path, name: str, budget: int, **fleet: object) -> Path:
-    return study_file(tmp_path, study={"name": name, "budget": budget}, training=FAST, **({"fleet": fleet} if fleet else {}))
+    return study_file(
+        tmp_path, study={"name": name, "budget": budget}, training=FAST, **({"fleet": fleet} if fleet else {})
+    )
 
 
 @pytest.mark.parametrize("throwaway_pg", [{"max_connections": 20}], indirect=True)
@@ -32,7 +34,9 @@ def test_four_workers_meet_the_budget_exactly_within_max_connections(throwaway_p
     path = _fleet_study(tmp_path, "four", 12)
     workers = [WorkerProcess(path, url, cli_env, tmp_path) for _ in range(4)]
     peak = 0
-    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"), poolclass=sqlalchemy.pool.NullPool)
+    engine = sqlalchemy.create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://"), poolclass=sqlalchemy.pool.NullPool
+    )
     count = sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
     while any(w.process.poll() is None for w in workers):
         # a report reading the study in a loop, as a watching user would
@@ -158,7 +162,9 @@ def test_gpu_claim_waits_for_a_free_slot(tmp_path, monkeypatch) -> None:
     held = [gpus.claim("auto", per_gpu=2, fallback="wait", stop=stop) for _ in range(2)]
     assert [slot.index for slot in held] == [0, 0]  # two workers packed on one GPU
     waiting: list[gpus.GpuSlot] = []
-    thread = threading.Thread(target=lambda: waiting.append(gpus.claim("auto", per_gpu=2, fallback="wait", stop=stop, poll_seconds=0.1)))
+    thread = threading.Thread(
+        target=lambda: waiting.append(gpus.claim("auto", per_gpu=2, fallback="wait", stop=stop, poll_seconds=0.1))
+    )
     thread.start()
     time.sleep(0.5)
     assert not waiting, "a third worker must wait while both slots are held"

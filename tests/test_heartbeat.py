@@ -21,7 +21,9 @@ def _spin(seconds: float) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_a_held_trial_outlives_a_busy_main_thread_and_a_released_one_goes_stale(backend, tmp_path: Path, request) -> None:
+def test_a_held_trial_outlives_a_busy_main_thread_and_a_released_one_goes_stale(
+    backend, tmp_path: Path, request
+) -> None:
     url = f"sqlite:///{tmp_path / 'beats.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
     store = storage.connect(storage.resolve_url(url), heartbeat_seconds=1, stale_after_seconds=4, max_retries=0)
     try:
@@ -30,7 +32,7 @@ def test_a_held_trial_outlives_a_busy_main_thread_and_a_released_one_goes_stale(
         for trial in (alive, released, never):
             store.storage.record_heartbeat(trial._trial_id)
         beats = [Heartbeat(store.storage, 1, Reach(), url) for _ in range(2)]
-        for beat, trial in zip(beats, (alive, released)):
+        for beat, trial in zip(beats, (alive, released), strict=False):
             beat.start()
             beat.hold(trial._trial_id)
         beats[1].release()
@@ -39,7 +41,11 @@ def test_a_held_trial_outlives_a_busy_main_thread_and_a_released_one_goes_stale(
         for beat in beats:
             beat.stop()
         states = {t.number: t.state for t in study.get_trials()}
-        assert states == {alive.number: TrialState.RUNNING, released.number: TrialState.FAIL, never.number: TrialState.FAIL}
+        assert states == {
+            alive.number: TrialState.RUNNING,
+            released.number: TrialState.FAIL,
+            never.number: TrialState.FAIL,
+        }
     finally:
         store.close()
 

@@ -35,7 +35,9 @@ def _worker_study(url: str) -> optuna.Study:
 
 
 def _view(trials: list[optuna.trial.FrozenTrial]) -> list[tuple]:
-    return [(t.number, t.state, t.params, t.values, t.intermediate_values, t.user_attrs, t.system_attrs) for t in trials]
+    return [
+        (t.number, t.state, t.params, t.values, t.intermediate_values, t.user_attrs, t.system_attrs) for t in trials
+    ]
 
 
 def _database(url: str) -> list[tuple]:
@@ -74,7 +76,10 @@ def test_trial_held_while_a_later_trial_finished_is_read_again_when_it_ends(url:
     mine = a.ask()
     theirs = b.ask()
     b.tell(theirs, 1.0)
-    assert [t.state for t in a.get_trials()] == [TrialState.RUNNING, TrialState.COMPLETE]  # a's cache moves past its own trial
+    assert [t.state for t in a.get_trials()] == [
+        TrialState.RUNNING,
+        TrialState.COMPLETE,
+    ]  # a's cache moves past its own trial
     a.tell(mine, 2.0)
     assert [(t.state, t.value) for t in a.get_trials()] == [(TrialState.COMPLETE, 2.0), (TrialState.COMPLETE, 1.0)]
 
@@ -100,11 +105,19 @@ def test_reading_the_study_does_not_read_the_held_trial_back(url: str) -> None:
     trial = a.ask()
     _run(trial, [0.5])
     statements: list[str] = []
-    sqlalchemy.event.listen(a._storage._backend.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    sqlalchemy.event.listen(
+        a._storage._backend.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+    )
     assert a.get_trials()[-1].intermediate_values == {1: 0.5}
     trial.should_prune()
-    a.sampler.sample_relative(a, a._storage.get_trial(trial._trial_id), {"x": optuna.distributions.FloatDistribution(0, 1)})
-    reads = [s for s in statements if s.lstrip().startswith("SELECT") and "trials.trial_id >" not in s and "FROM studies" not in s]
+    a.sampler.sample_relative(
+        a, a._storage.get_trial(trial._trial_id), {"x": optuna.distributions.FloatDistribution(0, 1)}
+    )
+    reads = [
+        s
+        for s in statements
+        if s.lstrip().startswith("SELECT") and "trials.trial_id >" not in s and "FROM studies" not in s
+    ]
     assert not reads, reads  # only "trials newer than the held one?" and the study check, no rows of the held trial
 
 
@@ -115,14 +128,20 @@ def test_writes_wait_for_flush_or_the_end_and_then_land_in_one_transaction(url: 
     a.tell(first, 0.1)
     trial = a.ask()
     statements: list[str] = []
-    sqlalchemy.event.listen(a._storage._backend.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    sqlalchemy.event.listen(
+        a._storage._backend.engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+    )
     _run(trial, [0.5, 0.6])
     assert not [s for s in statements if not s.lstrip().startswith("SELECT")]  # nothing written yet
     assert _database(url)[-1][2:] == ({}, None, {}, {}, {})  # params, values, epochs, attributes: not there
     del statements[:]
     a._storage.flush()
     writes = [s.split()[2] for s in statements if s.lstrip().startswith("INSERT")]
-    assert len(writes) == len(set(writes)) and {"trial_params", "trial_user_attributes", "trial_intermediate_values"} <= set(writes)
+    assert len(writes) == len(set(writes)) and {
+        "trial_params",
+        "trial_user_attributes",
+        "trial_intermediate_values",
+    } <= set(writes)
     assert _view(a.get_trials()) == _database(url)
     trial.report(0.7, 3)
     trial.set_user_attr("note", ("a", 1))  # stored as JSON: what the worker sees is what is read back

@@ -36,13 +36,17 @@ def busy_cpus() -> Iterator[int]:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_four_workers_of_the_smoke_study_on_busy_cpus_fail_nothing(backend, busy_cpus, cli_env, tmp_path, request) -> None:
+def test_four_workers_of_the_smoke_study_on_busy_cpus_fail_nothing(
+    backend, busy_cpus, cli_env, tmp_path, request
+) -> None:
     url = f"sqlite:///{tmp_path / 'busy.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
     result = run_sweeper("sweep", str(ROOT / "studies" / "smoke.toml"), "--workers", "4", "--storage", url,
                          env=cli_env, cwd=tmp_path, timeout=1200)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     states = [t.state for t in assert_exact_budget(url, "smoke", 6)]
-    assert TrialState.FAIL not in states, f"nothing was killed, so a FAIL is a live trial reaped: {result.stderr[-3000:]}"
+    assert TrialState.FAIL not in states, (
+        f"nothing was killed, so a FAIL is a live trial reaped: {result.stderr[-3000:]}"
+    )
     assert "reaped" not in result.stderr
 
 

@@ -29,7 +29,9 @@ def _expected_layers(dropout: float, batchnorm: bool) -> list[str]:
 def test_tutorial_architecture(dropout: float, batchnorm: bool) -> None:
     model = build_model(dropout, batchnorm, 1e-4)
     assert [type(layer).__name__ for layer in model.layers] == _expected_layers(dropout, batchnorm)
-    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [dropout] * (3 if dropout else 0)
+    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [dropout] * (
+        3 if dropout else 0
+    )
     assert model.count_params() == CONV_PARAMS + DENSE_PARAMS + (BN_PARAMS if batchnorm else 0)
 
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]

@@ -33,7 +33,9 @@ ARTIFACTS = ROOT / "artifacts"
 
 
 @pytest.fixture(scope="module")
-def filled(pg_server: str, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[tuple[str, Path, dict]]:
+def filled(
+    pg_server: str, tmp_path_factory: pytest.TempPathFactory, cache_dir: Path
+) -> Iterator[tuple[str, Path, dict]]:
     """A smoke study in PostgreSQL with 3 finished trials (budget 4), its study file and CLI env."""
     from tests.conftest import FIXTURE_DATA
 
@@ -82,7 +84,17 @@ def test_csv_report_has_one_row_per_trial(filled) -> None:
     table = list(csv.DictReader(io.StringIO(result.stdout)))
     stored = trials(url, "reported")
     assert [int(r["number"]) for r in table] == [t.number for t in stored]
-    assert {"state", "value", "dropout", "batchnorm", "learning_rate", "best_epoch", "overfit_gap", "history", "worker"} <= set(table[0])
+    assert {
+        "state",
+        "value",
+        "dropout",
+        "batchnorm",
+        "learning_rate",
+        "best_epoch",
+        "overfit_gap",
+        "history",
+        "worker",
+    } <= set(table[0])
     assert json.loads(table[0]["history"])["val_acc"] == stored[0].user_attrs["history"]["val_acc"]
 
 
@@ -109,8 +121,22 @@ def test_empty_and_failed_only_studies_get_clear_messages(filled) -> None:
     url, _, env = filled
     optuna.create_study(study_name="empty", storage=storage.resolve_url(url), direction="maximize")
     failed = optuna.create_study(study_name="failed-only", storage=storage.resolve_url(url), direction="maximize")
-    failed.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, params={"dropout": 0.3}, distributions={"dropout": optuna.distributions.FloatDistribution(0.2, 0.5)}))
-    failed.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, value=0.11, params={"dropout": 0.4}, distributions={"dropout": optuna.distributions.FloatDistribution(0.2, 0.5)}, intermediate_values={1: 0.11}))
+    failed.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.FAIL,
+            params={"dropout": 0.3},
+            distributions={"dropout": optuna.distributions.FloatDistribution(0.2, 0.5)},
+        )
+    )
+    failed.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.PRUNED,
+            value=0.11,
+            params={"dropout": 0.4},
+            distributions={"dropout": optuna.distributions.FloatDistribution(0.2, 0.5)},
+            intermediate_values={1: 0.11},
+        )
+    )
     empty = run_sweeper("report", "empty", "--storage", url, env=env)
     assert empty.returncode == 0 and "No finished trials yet" in empty.stdout, empty.stderr
     only = run_sweeper("report", "failed-only", "--storage", url, "-f", "html", "--out", os.devnull, env=env)
@@ -169,6 +195,7 @@ def test_chart_refresher_never_writes_into_a_study_sweeper_did_not_create(tmp_pa
         ours = open_study(store, spec)
         params = {"dropout": 0.3, "batchnorm": True, "learning_rate": 1e-3}
         ours.add_trial(optuna.trial.create_trial(value=0.3, params=params, distributions=spec.space.distributions()))
+
         def system_attrs(name: str) -> dict:
             return store.storage.get_study_system_attrs(store.storage.get_study_id_from_name(name))
 
@@ -235,7 +262,9 @@ def test_dashboard_in_a_browser_shows_the_regularizer_chart_updating_live(filled
             page.goto(f"{base}/dashboard")
             page.get_by_text("reported").first.click()
             finished = sum(t.state in FINISHED for t in trials(url, "reported"))
-            wait_for(lambda: _regularizer_points(page) == finished + 1, timeout=60, what="the chart's points")  # +1: baseline star
+            wait_for(
+                lambda: _regularizer_points(page) == finished + 1, timeout=60, what="the chart's points"
+            )  # +1: baseline star
             page.screenshot(path=str(ARTIFACTS / "dashboard-before.png"), full_page=True)
 
             result = run_sweeper("worker", str(path), "--storage", url, "--n-trials", "1", env=env)

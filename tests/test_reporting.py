@@ -61,7 +61,9 @@ def _sweeper_side(worker: Worker, trials: int) -> dict[int, int]:
             if worker._report(trial, value, epoch):
                 state = TrialState.PRUNED
                 break
-        worker._record(trial, {"note": "x"}, history, 0.0, state, max(history["val_acc"]) if state == TrialState.COMPLETE else None)
+        worker._record(
+            trial, {"note": "x"}, history, 0.0, state, max(history["val_acc"]) if state == TrialState.COMPLETE else None
+        )
         stopped[trial.number] = epoch
     return stopped
 

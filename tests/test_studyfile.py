@@ -44,11 +44,27 @@ SMOKE_TEXT = (ROOT / "studies" / "smoke.toml").read_text()
 @pytest.mark.parametrize(
     "old, new, message",
     [
-        ("stop_grace_seconds = 3", "stop_grace_seconds = inf", r"\[fleet\] stop_grace_seconds: Input should be a finite number"),
+        (
+            "stop_grace_seconds = 3",
+            "stop_grace_seconds = inf",
+            r"\[fleet\] stop_grace_seconds: Input should be a finite number",
+        ),
         ('type = "median"', 'type = "threshold"\nlower = nan', r"\[pruner\] lower: Input should be a finite number"),
-        ("budget = 6", "budget = 1000000000000000000000", r"\[study\] budget: Input should be less than or equal to 1000000"),
-        ("stale_after_seconds = 4", "stale_after_seconds = 3", r"stale_after_seconds \(3\) must be at least 3 heartbeats plus 1 s \(4 with"),
-        ("poll_seconds = 0.5", "poll_seconds = 1e300", r"\[fleet\] poll_seconds: Input should be less than or equal to 3600"),
+        (
+            "budget = 6",
+            "budget = 1000000000000000000000",
+            r"\[study\] budget: Input should be less than or equal to 1000000",
+        ),
+        (
+            "stale_after_seconds = 4",
+            "stale_after_seconds = 3",
+            r"stale_after_seconds \(3\) must be at least 3 heartbeats plus 1 s \(4 with",
+        ),
+        (
+            "poll_seconds = 0.5",
+            "poll_seconds = 1e300",
+            r"\[fleet\] poll_seconds: Input should be less than or equal to 3600",
+        ),
     ],
     ids=["inf-grace", "nan-threshold", "huge-budget", "stale-below-three-beats", "huge-poll"],
 )
