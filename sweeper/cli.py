@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from sweeper import backends, data, search, storage, studyfile
 from sweeper.errors import SweeperError
-from sweeper.studies import summaries
+from sweeper.summary import summaries
 
 log = logging.getLogger("sweeper")
 

@@ -129,7 +129,7 @@ class ChartRefresher(threading.Thread):
             token = tuple((t.number, t.state.value) for t in study.get_trials(deepcopy=False))
             if self._seen.get(summary.study_name) == token:
                 continue
-            table = figures.rows(study)
+            table = summary.rows(study)
             for graph_id, chart in CHARTS.items():
                 optuna_dashboard.save_plotly_graph_object(study, chart(table), graph_object_id=graph_id)
             self._seen[summary.study_name] = token

@@ -453,3 +453,30 @@ def test_sigterm_at_any_moment_of_a_workers_life_exits_0(cli_env: dict, tmp_path
     results = [(delay, worker.wait(120), worker.stderr.read()) for worker, delay in zip(workers, delays, strict=False)]
     assert [(delay, code) for delay, code, _ in results] == [(delay, 0) for delay in delays], results
     assert all("Traceback" not in err for _, _, err in results), results
+
+
+def _foreign_studies(url: str) -> None:
+    """Studies written by other Optuna programs: several objectives, a categorical dropout, minimize."""
+    storage_ = optuna.storages.RDBStorage(url)
+    several = optuna.create_study(storage=storage_, study_name="several", directions=["maximize", "minimize"])
+    several.optimize(lambda t: (t.suggest_float("dropout", 0, 1), 1.0), n_trials=2)
+    categorical = optuna.create_study(storage=storage_, study_name="categorical", direction="maximize")
+    categorical.optimize(lambda t: float(len(t.suggest_categorical("dropout", ["low", "high"]))), n_trials=2)
+    minimize = optuna.create_study(storage=storage_, study_name="minimize", direction="minimize")
+    minimize.optimize(lambda t: t.suggest_float("dropout", 0, 1), n_trials=3)
+    storage_.engine.dispose()
+
+
+@pytest.mark.parametrize("name", ["several", "categorical", "minimize"])
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_report_refuses_a_study_sweeper_did_not_create(name: str, fmt: str, tmp_path: Path, capsys) -> None:
+    from sweeper import cli
+
+    url = f"sqlite:///{tmp_path / 'foreign.db'}"
+    _foreign_studies(url)
+    assert cli.main(["report", name, "--storage", url, "-f", fmt]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"sweeper: error: study '{name}' was not created by sweeper, so its report would misread it; "
+        "'sweeper dashboard' shows any Optuna study"
+    ]
