@@ -72,7 +72,11 @@ def test_table_report_answers_the_question(filled) -> None:
     result = run_sweeper("report", "reported", "--storage", url, env=env)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert out.startswith("study    reported") and "Best val_acc" in out and "the baseline (dropout 0.20, batch normalization off, learning rate 0.0001)" in out
+    assert (
+        out.startswith("study    reported")
+        and "Best val_acc" in out
+        and "the baseline (dropout 0.20, batch normalization off, learning rate 0.0001)" in out
+    )
     for heading in ("Best trial and baseline", "Top 10 trials", "Regularizers"):
         assert heading in out
 

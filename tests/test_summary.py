@@ -33,7 +33,9 @@ def _study() -> optuna.Study:
     study.add_trial(_trial(0.40, 0.25, False, 1e-3, 0.30, baseline=True))
     study.add_trial(_trial(0.55, 0.45, True, 6e-4, 0.05))
     study.add_trial(_trial(0.50, 0.30, True, 2e-3, 0.20))
-    study.add_trial(_trial(0.60, 0.35, False, 1e-4, 0.10, state=TrialState.PRUNED, prune_reason="loss became nan at epoch 1"))
+    study.add_trial(
+        _trial(0.60, 0.35, False, 1e-4, 0.10, state=TrialState.PRUNED, prune_reason="loss became nan at epoch 1")
+    )
     return study
 
 
@@ -43,8 +45,12 @@ def test_best_is_the_best_complete_trial_and_the_baseline_is_described_from_its_
     assert content["baseline"]["number"] == 0
     assert content["counts"]["complete"] == 3 and content["counts"]["pruned"] == 1 and content["budget"] == 5
     assert content["nonfinite_loss_trials"] == 1
-    assert content["answer"].startswith("Best val_acc 0.5500: batch normalization on, dropout 0.45, learning rate 0.0006")
-    assert "the baseline (dropout 0.25, batch normalization off, learning rate 0.001) reached 0.4000" in content["answer"]
+    assert content["answer"].startswith(
+        "Best val_acc 0.5500: batch normalization on, dropout 0.45, learning rate 0.0006"
+    )
+    assert (
+        "the baseline (dropout 0.25, batch normalization off, learning rate 0.001) reached 0.4000" in content["answer"]
+    )
     assert "Least overfitting: batch normalization on with dropout 0.40-0.50 (median gap 0.050)" in content["answer"]
 
 
