@@ -67,7 +67,8 @@ def main() -> None:
 
     folder = FIXTURE if args.quick else data_dir()
     epochs = 2 if args.quick else args.epochs
-    dataset = data.prepare_arrays(*data.load_raw(folder, Path(os.environ.get("TMPDIR", "/tmp"))), Training())
+    x_train, y_train, _, _ = data.load_raw(folder, Path(os.environ.get("TMPDIR", "/tmp")))
+    dataset = data.prepare_arrays(x_train, y_train, Training())
     deadline = time.monotonic() + args.minutes * 60
     args.table.parent.mkdir(parents=True, exist_ok=True)
     for config in grid(args.quick):

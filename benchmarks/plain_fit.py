@@ -34,7 +34,7 @@ def main() -> None:
     from pathlib import Path
 
     raw = data.load_raw(Path(data_dir), Path("/tmp"))
-    ds = data.prepare_arrays(*raw, Training(max_train_images=int(max_images) or None))
+    ds = data.prepare_arrays(raw[0], raw[1], Training(max_train_images=int(max_images) or None))
     keras.utils.set_random_seed(int(seed))
     model = build_model(float(dropout), batchnorm == "true", float(lr), jit_compile=False)
     timer = EpochTimer()

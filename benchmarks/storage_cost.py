@@ -22,9 +22,12 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmarks.common import ROOT, median, scratch_postgres, write
-from sweeper import search, storage, studyfile
+from sweeper import fleet, search, storage, studyfile
+from sweeper.heartbeat import Reach
+from sweeper.recording import Recorder
+from sweeper.storage import Store
 from sweeper.studyfile import StudySpec
-from sweeper.worker import Worker, open_study
+from sweeper.trial_runner import should_stop
 
 PLAIN = "plain Optuna script, postgresql"
 
@@ -35,22 +38,33 @@ def _curve(params: dict, epoch: int) -> float:
     return 0.1 + quality * (1 - math.exp(-epoch / 8))
 
 
-def _one_trial(worker: Worker, epochs: int) -> float:
-    """The worker's path."""
-    started = time.perf_counter()
-    trial = worker._claim()
-    history: dict[str, list[float]] = {"val_acc": [], "acc": []}
-    pruned = False
-    for epoch in range(1, epochs + 1):
-        value = _curve(trial.params, epoch)
-        history["val_acc"].append(value)
-        history["acc"].append(value + 0.05)
-        if worker._report(trial, value, epoch):
-            pruned = True
-            break
-    state = TrialState.PRUNED if pruned else TrialState.COMPLETE
-    worker._record(trial, {"worker": worker.name}, history, started, state, None if pruned else max(history["val_acc"]))
-    return time.perf_counter() - started
+class WorkerPath:
+    """The worker's own storage path without the training: claim, report and prune, record."""
+
+    def __init__(self, url: str, spec: StudySpec) -> None:
+        fleet_spec = spec.fleet
+        self.spec, self.name = spec, "bench"
+        self.store: Store = storage.connect(
+            url, heartbeat_seconds=fleet_spec.heartbeat_seconds, stale_after_seconds=fleet_spec.stale_after_seconds
+        )
+        self.study = fleet.open_study(self.store, spec)
+        self.reaper = fleet.Reaper(self.store, self.study, spec, Reach(), self.name)
+        self.recorder = Recorder(self.store, self.study, fleet_spec.max_retries, lambda action, _what: action())
+
+    def one_trial(self, epochs: int) -> float:
+        started = time.perf_counter()
+        trial = fleet.claim(self.store, self.study, self.spec, self.reaper, self.name).trial
+        history: dict[str, list[float]] = {"val_acc": [], "acc": []}
+        state = TrialState.COMPLETE
+        for epoch in range(1, epochs + 1):
+            value = _curve(trial.params, epoch)
+            history["val_acc"].append(value)
+            history["acc"].append(value + 0.05)
+            if should_stop(trial, self.spec, value, epoch):
+                state = TrialState.PRUNED
+                break
+        self.recorder.finish(trial, state, {"worker": self.name}, history, started)
+        return time.perf_counter() - started
 
 
 def _plain_trial(study: optuna.Study, spec: StudySpec, epochs: int) -> float:
@@ -80,12 +94,7 @@ def main() -> None:
 
     with scratch_postgres() as pg_url, scratch_postgres() as plain_url, tempfile.TemporaryDirectory() as tmp:
         urls = {"postgresql": storage.resolve_url(pg_url), "sqlite": f"sqlite:///{Path(tmp) / 'bench.db'}"}
-        workers = {}
-        for name, url in urls.items():
-            store = storage.connect(
-                url, heartbeat_seconds=spec.fleet.heartbeat_seconds, stale_after_seconds=spec.fleet.stale_after_seconds
-            )
-            workers[name] = Worker(spec, store, open_study(store, spec), Path(tmp), child=object())
+        workers = {name: WorkerPath(url, spec) for name, url in urls.items()}
         plain = optuna.create_study(
             storage=storage.resolve_url(plain_url), study_name=spec.name, direction="maximize",
             sampler=search.make_sampler(spec), pruner=search.make_pruner(spec),
@@ -93,11 +102,11 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in [*urls, PLAIN]}
         for _ in range(large + window):
             for name, worker in workers.items():  # interleaved: PostgreSQL, SQLite, plain Optuna, PostgreSQL, ...
-                times[name].append(_one_trial(worker, epochs))
+                times[name].append(worker.one_trial(epochs))
             times[PLAIN].append(_plain_trial(plain, spec, epochs))
         for worker in workers.values():
             worker.store.close()
-        plain._storage._backend.engine.dispose()
+        del plain  # its engine closes with it
 
     rows, summary = [], {"epochs_per_trial": epochs, "window": window}
     for name, series in times.items():

@@ -13,31 +13,27 @@ from __future__ import annotations
 import argparse
 import collections
 import functools
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import optuna
 import sqlalchemy
 
 from benchmarks.common import ROOT, median, scratch_postgres, write
-from benchmarks.storage_cost import _one_trial
-from sweeper import search, storage, studyfile
-from sweeper import worker as worker_module
-from sweeper.heldtrial import HeldTrialStorage
-from sweeper.worker import Worker, open_study
+from benchmarks.storage_cost import WorkerPath
+from sweeper import fleet, search, storage, studyfile
 
 # (owner, attribute, phase): the worker's path as it calls them.
 PHASES = (
-    (Worker, "_reap_unlocked", "reap stale trials"),
-    (worker_module, "progress", "count the budget"),
+    (fleet.Reaper, "reap_locked", "reap stale trials"),
+    (fleet, "progress", "count the budget"),
     (optuna.Study, "ask", "ask"),
     (search, "suggest", "sample (TPE)"),
+    (optuna.Trial, "report", "report epochs"),
     (optuna.Trial, "should_prune", "pruning checks"),
-    (HeldTrialStorage, "flush", "flush the trial's writes"),
+    (optuna.Trial, "set_user_attr", "result attributes"),
     (optuna.Study, "tell", "tell (writes the result)"),
 )
 
@@ -94,17 +90,15 @@ def main() -> None:
     spec = studyfile.load(ROOT / "studies" / "cifar10-regularization.toml")
     spec = spec.model_copy(update={"study": spec.study.model_copy(update={"budget": size + trials})})
 
-    with scratch_postgres() as url, tempfile.TemporaryDirectory() as tmp:
-        store = storage.connect(storage.resolve_url(url), heartbeat_seconds=spec.fleet.heartbeat_seconds,
-                                stale_after_seconds=spec.fleet.stale_after_seconds)  # fmt: skip
-        worker = Worker(spec, store, open_study(store, spec), Path(tmp), child=object())
+    with scratch_postgres() as url:
+        worker = WorkerPath(storage.resolve_url(url), spec)
         for _ in range(size):
-            _one_trial(worker, spec.training.epochs)
+            worker.one_trial(spec.training.epochs)
         clock, totals = PhaseClock(), []
-        with timing(clock, store.storage.engine):
+        with timing(clock, worker.store.storage.engine):
             for _ in range(trials):
-                totals.append(_one_trial(worker, spec.training.epochs))
-        store.close()
+                totals.append(worker.one_trial(spec.training.epochs))
+        worker.store.close()
 
     total = sum(totals)
     clock.seconds["other"] = total - sum(s for phase, s in clock.seconds.items() if phase != "other")

@@ -22,8 +22,10 @@ from optuna.trial import TrialState
 
 from benchmarks.common import ROOT, median, scratch_postgres, write
 from sweeper import storage, studyfile
+from sweeper.fleet import open_study
+from sweeper.protocol import ChildMessage, Done, Epoch
 from sweeper.studyfile import StudySpec
-from sweeper.worker import Worker, open_study
+from sweeper.worker import Worker
 
 COUNTS = (1, 2, 4, 8)
 
@@ -41,9 +43,9 @@ class SleepingChild:
         self._epochs, self._epoch, self._finished = job.epochs, 0, False
         self._due = time.monotonic() + self.epoch_seconds
 
-    def receive(self, timeout: float) -> tuple | None:
+    def receive(self, timeout: float) -> ChildMessage | None:
         if self._finished:
-            return ("done", {"train_seconds": self._epoch * self.epoch_seconds, "images_per_second": 0.0})
+            return Done({"train_seconds": self._epoch * self.epoch_seconds, "images_per_second": 0.0})
         wait = self._due - time.monotonic()
         if wait > timeout:
             time.sleep(timeout)
@@ -51,17 +53,8 @@ class SleepingChild:
         time.sleep(max(wait, 0.0))
         self._epoch += 1
         value = 0.1 + 0.05 * self._epoch
-        return (
-            "epoch",
-            {
-                "epoch": self._epoch,
-                "seconds": self.epoch_seconds,
-                "acc": value,
-                "loss": 1.0,
-                "val_acc": value,
-                "val_loss": 1.0,
-            },
-        )
+        metrics = {"acc": value, "loss": 1.0, "val_acc": value, "val_loss": 1.0}
+        return Epoch(self._epoch, self.epoch_seconds, metrics)
 
     def reply(self, keep_going: bool) -> None:
         if keep_going and self._epoch < self._epochs:

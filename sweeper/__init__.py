@@ -1,3 +1,35 @@
-"""sweeper: Optuna sweeps of the tutorial CNN's regularizers on CIFAR-10, run by a fleet of workers."""
+"""sweeper: Optuna sweeps of the tutorial CNN's regularizers on CIFAR-10, run by a fleet of workers.
+
+What a program may use (imported on first use, so `import sweeper` stays instant):
+
+    spec = sweeper.load_study_file("studies/smoke.toml")
+    store = sweeper.connect("sqlite:///sweeper.db")
+    study = sweeper.open_study(store, spec)
+    sweeper.Worker(spec, store, study, data_folder).run()
+    sweeper.summary(study, "sqlite:///sweeper.db")["answer"]
+
+Everything else is the command line's (`sweeper --help`) and may change.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+_PUBLIC = {
+    "load_study_file": ("sweeper.studyfile", "load"),
+    "StudySpec": ("sweeper.studyfile", "StudySpec"),
+    "connect": ("sweeper.storage", "connect"),
+    "open_study": ("sweeper.fleet", "open_study"),
+    "Worker": ("sweeper.worker", "Worker"),
+    "summary": ("sweeper.summary", "summary"),
+}
+__all__ = [*_PUBLIC, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'sweeper' has no attribute {name!r}")
+    module, attribute = _PUBLIC[name]
+    return getattr(importlib.import_module(module), attribute)

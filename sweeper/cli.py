@@ -8,9 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import signal
-import subprocess
 import sys
 import threading
 import warnings
@@ -137,7 +134,8 @@ def _positive_int(text: str) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from sweeper import gpus
-    from sweeper.worker import Worker, install_signal_handlers, open_study
+    from sweeper.fleet import open_study
+    from sweeper.worker import Worker, install_signal_handlers
 
     spec = studyfile.load(args.study_file)
     backend = backends.resolve(args.backend)
@@ -174,35 +172,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from sweeper.sweep import run_workers
+
     spec = studyfile.load(args.study_file)
     backend = backends.resolve(args.backend)
     url = storage.resolve_url(args.storage)
     data.prepare(data.resolve_data_dir(args.data_dir), spec.training)  # once, before the workers race for it
-    env = {**os.environ, "SWEEPER_STORAGE": url}  # in the environment, not argv, where `ps` would show it
-    command = [sys.executable, "-m", "sweeper", *(["--debug"] if args.debug else []), "worker", args.study_file]
-    if args.data_dir:
-        command += ["--data-dir", args.data_dir]
-    command += _gpu_args(args, backend)
-    command += [flag for flag, on in (("--allow-space-change", args.allow_space_change),
-                                      ("--allow-budget-change", args.allow_budget_change)) if on]  # fmt: skip
-    log.info("sweep: %d workers on study %s, storage %s", args.workers, spec.name, storage.mask(url))
-    workers = [subprocess.Popen(command, env=env) for _ in range(args.workers)]
-
-    def forward(signum: int, _frame: object) -> None:
-        for process in workers:
-            if process.poll() is None:
-                process.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = [process.wait() for process in workers]
+    worker_args = [*(["--debug"] if args.debug else []), "worker", args.study_file]
+    worker_args += ["--data-dir", args.data_dir] if args.data_dir else []
+    worker_args += _gpu_args(args, backend)
+    worker_args += [flag for flag, on in (("--allow-space-change", args.allow_space_change),
+                                          ("--allow-budget-change", args.allow_budget_change)) if on]  # fmt: skip
+    code = run_workers(args.workers, worker_args, url)
     store = storage.connect(url)
     try:
         rows = [row for row in summaries(store) if row["study"] == spec.name]
     finally:
         store.close()
     print(_table(rows))
-    return max(codes)
+    return code
 
 
 def cmd_studies(args: argparse.Namespace) -> int:

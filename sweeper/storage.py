@@ -322,15 +322,11 @@ def retrying(
             delay = min(delay * 2, 10.0)
 
 
-def count_trial_states(store: Store, study_id: int) -> dict[str, int]:
-    """How many of the study's trials are in each state (`"COMPLETE"`, `"RUNNING"`, ...)."""
-    query = sqlalchemy.text("SELECT state, count(*) FROM trials WHERE study_id = :study GROUP BY state")
-    with store.storage.engine.connect() as connection:
-        return {str(state): count for state, count in connection.execute(query, {"study": study_id})}
-
-
 def adopt_orphans(store: Store, study_id: int, older_than_seconds: float) -> int:
     """Give a heartbeat to RUNNING trials that never had one, so Optuna's stale check can reap them.
+
+    Raw SQL because Optuna's public API has no way to find them: its stale check only sees
+    trials that have a heartbeat row.
 
     A worker killed between claiming a trial and its first heartbeat, or whose claim committed
     while its connection dropped, leaves such a trial; Optuna never considers it stale.

@@ -162,9 +162,6 @@ class Fleet(_Strict):
     child_growth_mb: Annotated[float, Field(gt=0, le=10**7)] = 1024.0
     """A child whose peak memory grew this much since its first trial is replaced early."""
     poll_seconds: Annotated[float, Field(gt=0, le=3600)] = 2.0
-    report_seconds: Annotated[float, Field(ge=0, le=3600)] = 1.0
-    """Epochs longer than this reach the storage as they end; shorter ones are written together,
-    and always before the trial's result; 0 writes every epoch. The pruner sees every epoch at once."""
 
     @model_validator(mode="after")
     def _check_stale(self) -> Fleet:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import hypothesis.strategies as st
@@ -17,9 +18,9 @@ import sqlalchemy
 import tomli_w
 from hypothesis import HealthCheck, given, settings
 
-from sweeper import storage, studyfile
+from sweeper import cli, storage, studyfile
 from sweeper.errors import StudyFileError, SweeperError
-from sweeper.worker import open_study
+from sweeper.fleet import open_study
 from tests.conftest import FIXTURE_DATA, ROOT, _fresh_database, run_sweeper, study_file, sweeper_command
 from tests.fleet import trials, wait_for
 from tests.pgserver import ThrowawayPostgres
@@ -115,15 +116,24 @@ STUDY_FILE_MISTAKES = {
 
 
 @pytest.mark.parametrize("case", list(STUDY_FILE_MISTAKES))
-def test_study_file_mistakes(case: str, populated: str, cli_env: dict, tmp_path: Path) -> None:
+def test_study_file_mistakes(case: str, populated: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     old, new, message = STUDY_FILE_MISTAKES[case]
     assert old in SMOKE_TEXT
     path = tmp_path / "study.toml"
     path.write_text(SMOKE_TEXT.replace(old, new, 1))
     before = snapshot(populated)
-    result = run_sweeper("worker", str(path), "--storage", populated, env=cli_env)
-    assert_refused(result, 2, re.escape(str(path)) + ": " + message)
+    code = cli.main(
+        ["worker", str(path), "--storage", populated]
+    )  # in-process: test_missing_study_file runs the real CLI
+    assert_refused(_Result(code, "", capsys.readouterr().err), 2, re.escape(str(path)) + ": " + message)
     assert snapshot(populated) == before
+
+
+@dataclass
+class _Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
 def test_missing_study_file(populated: str, cli_env: dict, tmp_path: Path) -> None:
@@ -470,8 +480,6 @@ def _foreign_studies(url: str) -> None:
 @pytest.mark.parametrize("name", ["several", "categorical", "minimize"])
 @pytest.mark.parametrize("fmt", ["table", "json"])
 def test_report_refuses_a_study_sweeper_did_not_create(name: str, fmt: str, tmp_path: Path, capsys) -> None:
-    from sweeper import cli
-
     url = f"sqlite:///{tmp_path / 'foreign.db'}"
     _foreign_studies(url)
     assert cli.main(["report", name, "--storage", url, "-f", fmt]) == 2

@@ -189,7 +189,7 @@ def _stop(process: subprocess.Popen) -> str:
 def test_chart_refresher_never_writes_into_a_study_sweeper_did_not_create(tmp_path: Path) -> None:
     from sweeper import studyfile
     from sweeper.dashboard import ChartRefresher
-    from sweeper.worker import open_study
+    from sweeper.fleet import open_study
 
     store = storage.connect(f"sqlite:///{tmp_path / 'mixed.db'}")
     try:

@@ -59,7 +59,7 @@ def test_two_workers_from_two_shells_fill_one_study_on_postgresql(pg_url: str, c
 
 
 def _open(url: str, path: str) -> None:
-    from sweeper.worker import open_study
+    from sweeper.fleet import open_study
 
     store = storage.connect(url)
     try:

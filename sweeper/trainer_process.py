@@ -1,12 +1,8 @@
-"""The worker's handle on its training child process, and the pipe protocol between them.
+"""The worker's handle on its training process (`sweeper.trainer`): start, feed, recycle, kill.
 
-The child (`sweeper.child`) never talks to the database. After every epoch it sends the metrics
-up the pipe and waits for "continue" or "stop": pruning decisions stay with the worker, and a
-child that dies (segfault, OOM kill, CUDA error) takes nothing with it but its own trial.
-This module does not import Keras, so the worker process never loads TensorFlow.
-
-Pipe messages, worker → child: ("train", job), ("continue",), ("stop",), ("exit",).
-Child → worker: ("epoch", metrics), ("done", summary), ("error", text).
+A child that dies (segfault, OOM kill, CUDA error) takes nothing with it but its own trial. The
+messages are `sweeper.protocol`'s; this module does not import Keras, so the worker never loads
+a Keras backend.
 """
 
 from __future__ import annotations
@@ -20,25 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("sweeper.training")
+from sweeper.protocol import ChildLost, ChildMessage, Done, Job, Reply, Train
+
+log = logging.getLogger("sweeper.trainer_process")
 _SPAWN = multiprocessing.get_context("spawn")  # a fork would inherit the worker's DB connections
-
-
-@dataclass(frozen=True)
-class Job:
-    params: dict[str, Any]
-    epochs: int
-    batch_size: int
-    seed: int
-    jit_compile: bool | str = "auto"
-    mixed_precision: bool = False
-
-
-@dataclass
-class ChildLost:
-    """The child process ended without finishing its trial."""
-
-    reason: str
 
 
 @dataclass
@@ -60,15 +41,20 @@ class TrainingProcess:
     _first_peak_mb: float | None = None
     _peak_mb: float = 0.0
 
+    @property
+    def pid(self) -> int | None:
+        """The training child's process id, while one is running."""
+        return self._process.pid if self._process is not None else None
+
     def start(self, job: Job) -> None:
         if self._process is not None and self._spent():
             self.close()
         if self._process is None or not self._process.is_alive():
             self._spawn()
-        self._conn.send(("train", job))
+        self._conn.send(Train(job))
         self._trials_run += 1
 
-    def receive(self, timeout: float) -> tuple | ChildLost | None:
+    def receive(self, timeout: float) -> ChildMessage | None:
         """The child's next message, `ChildLost` if it died, or None if nothing came in time."""
         ready = multiprocessing.connection.wait([self._conn, self._process.sentinel], timeout)
         if not ready:
@@ -79,8 +65,8 @@ class TrainingProcess:
             except (EOFError, OSError):
                 pass
             else:
-                if message[0] == "done":
-                    self._peak_mb = message[1].get("child_peak_mb", 0.0)
+                if isinstance(message, Done):
+                    self._peak_mb = message.summary.get("child_peak_mb", 0.0)
                     self._first_peak_mb = self._first_peak_mb or self._peak_mb
                 return message
         return ChildLost(self._death_reason())
@@ -95,7 +81,7 @@ class TrainingProcess:
         return False
 
     def reply(self, keep_going: bool) -> None:
-        self._conn.send(("continue",) if keep_going else ("stop",))
+        self._conn.send(Reply.CONTINUE if keep_going else Reply.STOP)
 
     def kill(self) -> None:
         """Stop the child now: its trial is being abandoned."""
@@ -109,7 +95,7 @@ class TrainingProcess:
         if self._process is None:
             return
         try:
-            self._conn.send(("exit",))
+            self._conn.send(Reply.EXIT)
         except (BrokenPipeError, OSError):
             pass
         self._process.join(timeout)
@@ -154,6 +140,6 @@ def _child_main(conn: multiprocessing.connection.Connection, data_folder: str, e
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the worker decides
     os.environ.update(env)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from sweeper import child
+    from sweeper import trainer
 
-    child.serve(conn, Path(data_folder))
+    trainer.serve(conn, Path(data_folder))

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from sweeper import data
+from sweeper.protocol import Done, Epoch, Job
 from sweeper.studyfile import Training
-from sweeper.training import ChildLost, Job, TrainingProcess
+from sweeper.trainer_process import TrainingProcess
 from tests.conftest import FIXTURE_DATA
 
 
@@ -20,14 +21,13 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _train(process: TrainingProcess, batch_size: int, epochs: int = 1) -> tuple[int, dict, list[float]]:
     """One trial; the child's PID, its summary and the val_acc of each epoch."""
     process.start(Job({"dropout": 0.2, "batchnorm": True, "learning_rate": 1e-3}, epochs, batch_size, seed=1))
-    pid, val_acc = process._process.pid, []
+    pid, val_acc = process.pid, []
     while True:
         message = process.receive(timeout=120)
-        assert message is not None and not isinstance(message, ChildLost), message
-        if message[0] == "done":
-            return pid, message[1], val_acc
-        assert message[0] == "epoch", message
-        val_acc.append(message[1]["val_acc"])
+        if isinstance(message, Done):
+            return pid, message.summary, val_acc
+        assert isinstance(message, Epoch), message
+        val_acc.append(message.metric("val_acc"))
         process.reply(keep_going=True)
 
 

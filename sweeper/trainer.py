@@ -1,4 +1,8 @@
-"""The training child: maps the prepared data once, then fits one model per job it is sent."""
+"""The training child: maps the prepared data once, then fits one model per job it is sent.
+
+Runs in its own process (`sweeper.trainer_process` starts it) and never touches the database:
+after every epoch it sends the metrics up the pipe and waits for the worker's reply.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import keras
 from sweeper import backends
 from sweeper.data import Dataset, open_prepared
 from sweeper.model import build_model
-from sweeper.training import Job
+from sweeper.protocol import METRICS, Done, Epoch, Failed, Job, Reply, Train
 
 
 class EpochReporter(keras.callbacks.Callback):
@@ -36,9 +40,9 @@ class EpochReporter(keras.callbacks.Callback):
         elapsed = time.perf_counter() - self._started
         self.seconds += elapsed
         self.epochs_run += 1
-        metrics = {key: float(value) for key, value in (logs or {}).items()}
-        self.conn.send(("epoch", {"epoch": epoch + 1, "seconds": elapsed, **metrics}))
-        if self.conn.recv()[0] != "continue":
+        metrics = {key: float(value) for key, value in (logs or {}).items() if key in METRICS}
+        self.conn.send(Epoch(epoch + 1, elapsed, metrics))
+        if self.conn.recv() != Reply.CONTINUE:
             self.model.stop_training = True
 
 
@@ -80,17 +84,17 @@ def serve(conn: multiprocessing.connection.Connection, data_folder: Path) -> Non
     try:
         dataset = open_prepared(data_folder)
         while True:
-            message = conn.recv()
-            if message[0] != "train":
-                return
-            conn.send(("done", train(message[1], dataset, conn)))
+            command = conn.recv()
+            if not isinstance(command, Train):
+                return  # Reply.EXIT
+            conn.send(Done(train(command.job, dataset, conn)))
             keras.backend.clear_session()
             gc.collect()
     except (EOFError, BrokenPipeError):
         return  # the worker is gone or gave up on this trial
     except Exception as exc:  # the trial's failure, reported as text; this process is then spent
         try:
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            conn.send(Failed(f"{type(exc).__name__}: {exc}"))
         except (BrokenPipeError, OSError):
             pass
         raise SystemExit(1) from None

@@ -1,0 +1,176 @@
+"""Workers sharing one study: open it, claim trials under the study lock, count the budget, reap the dead.
+
+Claims happen under the study lock (a PostgreSQL advisory lock; a file lock beside a SQLite
+file), so the budget is exact however many workers share the study. Reaping fails and queues
+again the trials whose heartbeat lapsed, through Optuna's own stale-trial check.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from sweeper import search, storage
+from sweeper.errors import SweeperError
+from sweeper.heartbeat import Reach
+from sweeper.storage import Store
+from sweeper.studyfile import StudySpec
+
+log = logging.getLogger("sweeper.fleet")
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class SpaceChangedError(SweeperError):
+    """The study file's search space differs from the one the study was created with."""
+
+
+def open_study(
+    store: Store, spec: StudySpec, *, allow_space_change: bool = False, allow_budget_change: bool = False
+) -> optuna.Study:
+    """Create the study or join it; enqueue the baselines exactly once, whoever comes first."""
+    with store.lock(spec.name), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study = optuna.create_study(
+            storage=store.storage,
+            study_name=spec.name,
+            direction="maximize",
+            sampler=search.make_sampler(spec),
+            pruner=search.make_pruner(spec),
+            load_if_exists=True,
+        )
+        attrs = study.user_attrs
+        fingerprint = spec.space_fingerprint()
+        if "space_fingerprint" in attrs and attrs["space_fingerprint"] != fingerprint and not allow_space_change:
+            before = attrs.get("spec", {}).get("space", {})
+            changes = "; ".join(_differences(before, spec.space.model_dump(mode="json"))) or "fingerprints differ"
+            raise SpaceChangedError(
+                f"study {spec.name!r} was created with another search space ({changes}).\n"
+                "Give the study a new [study] name to start afresh, or pass --allow-space-change to continue "
+                "this one with the new space (past trials keep their old values)."
+            )
+        budget = attrs.get("budget")
+        if budget is not None and budget != spec.study.budget and not allow_budget_change:
+            raise SweeperError(
+                f"study {spec.name!r} has a budget of {budget} trials; this file says {spec.study.budget}.\n"
+                "Pass --allow-budget-change to change the running study's budget, or give the study a new [study] name.",
+                2,
+            )
+        study.set_user_attr("space_fingerprint", fingerprint)
+        study.set_user_attr("budget", spec.study.budget)
+        study.set_user_attr("spec", spec.model_dump(mode="json"))
+        if not attrs.get("baselines_enqueued"):
+            for baseline in spec.baselines:
+                study.enqueue_trial(baseline.model_dump(), user_attrs={"baseline": True})
+            study.set_user_attr("baselines_enqueued", True)
+    return study
+
+
+def _differences(before: Any, after: Any, path: str = "space") -> list[str]:
+    if isinstance(before, dict) and isinstance(after, dict):
+        keys = sorted(set(before) | set(after))
+        return [d for key in keys for d in _differences(before.get(key), after.get(key), f"{path}.{key}")]
+    return [] if before == after else [f"{path}: {before!r} -> {after!r}"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    finished: int
+    running: int
+    budget: int
+
+    @property
+    def done(self) -> bool:
+        return self.finished >= self.budget
+
+    @property
+    def full(self) -> bool:
+        return self.finished + self.running >= self.budget
+
+
+def progress(study: optuna.Study, budget: int) -> Progress:
+    """Finished and running trials, as the storage holds them now (unfinished trials are always re-read)."""
+    trials = study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.RUNNING))
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    return Progress(finished=len(trials) - running, running=running, budget=budget)
+
+
+class ClaimStatus(enum.Enum):
+    TRIAL = "trial"
+    """A trial is this worker's to run."""
+    FULL = "full"
+    """Every trial of the budget is finished or running; one may yet fail and need a retry."""
+    DONE = "done"
+    """The budget is met."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    status: ClaimStatus
+    progress: Progress
+    trial: optuna.trial.Trial | None = None
+
+
+class Reaper:
+    """Fails (and queues again) the trials of workers that stopped beating, when it is due.
+
+    Due every half stale limit, and only once the storage has answered this worker for a whole
+    stale limit: right after an outage every live worker's heartbeat is old, and waiting gives
+    each of them time to beat again, so only the dead stay stale.
+    """
+
+    def __init__(self, store: Store, study: optuna.Study, spec: StudySpec, reach: Reach, name: str) -> None:
+        self._store, self._study, self._spec, self._reach, self._name = store, study, spec, reach, name
+        self._next = 0.0
+
+    def due(self) -> bool:
+        stale = self._spec.fleet.stale_after_seconds
+        return time.monotonic() >= self._next and self._reach.steady_for(stale)
+
+    def reap(self) -> None:
+        """Take the study lock and reap."""
+        with self._store.lock(self._spec.name):
+            self.reap_locked()
+
+    def reap_locked(self) -> None:
+        """Reap; the caller holds the study lock."""
+        fleet = self._spec.fleet
+        self._next = time.monotonic() + fleet.stale_after_seconds / 2
+        study_id = self._store.storage.get_study_id_from_name(self._spec.name)
+        adopted = storage.adopt_orphans(self._store, study_id, fleet.stale_after_seconds)
+        if adopted:
+            log.info(
+                "%s: %d RUNNING trial(s) never had a heartbeat; reaped if no worker claims them", self._name, adopted
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self._study)
+
+
+def claim(store: Store, study: optuna.Study, spec: StudySpec, reaper: Reaper, name: str) -> Claim:
+    """Under the study lock: reap if due, then take a trial if the budget allows, with its first heartbeat.
+
+    Sampling (TPE reads the whole history) happens after the lock is released, so claims stay
+    short; the per-trial seed and TPE's constant liar keep concurrent workers from choosing alike.
+    """
+    with store.lock(spec.name), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "heartbeat is supposed to be used with optimize"
+        if reaper.due():
+            reaper.reap_locked()
+        now = progress(study, spec.study.budget)
+        if now.done:
+            return Claim(ClaimStatus.DONE, now)
+        if now.full:
+            return Claim(ClaimStatus.FULL, now)
+        trial = study.ask()  # a new trial, or the next queued baseline or retry
+        store.storage.record_heartbeat(trial._trial_id)
+    search.seed_trial(study.sampler, spec, trial.number)
+    search.suggest(trial, spec)
+    trial.set_user_attr("worker", name)  # who holds it, visible while it runs
+    return Claim(ClaimStatus.TRIAL, now, trial)
