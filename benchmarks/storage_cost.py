@@ -22,7 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmarks.common import ROOT, median, scratch_postgres, write
-from sweeper import fleet, search, storage, studyfile
+from sweeper import fleet, search, storage, studyfile, urls
 from sweeper.heartbeat import Reach
 from sweeper.recording import Recorder
 from sweeper.storage import Store
@@ -93,13 +93,13 @@ def main() -> None:
     epochs = spec.training.epochs
 
     with scratch_postgres() as pg_url, scratch_postgres() as plain_url, tempfile.TemporaryDirectory() as tmp:
-        urls = {"postgresql": storage.resolve_url(pg_url), "sqlite": f"sqlite:///{Path(tmp) / 'bench.db'}"}
-        workers = {name: WorkerPath(url, spec) for name, url in urls.items()}
+        sides = {"postgresql": urls.resolve_url(pg_url), "sqlite": f"sqlite:///{Path(tmp) / 'bench.db'}"}
+        workers = {name: WorkerPath(url, spec) for name, url in sides.items()}
         plain = optuna.create_study(
-            storage=storage.resolve_url(plain_url), study_name=spec.name, direction="maximize",
+            storage=urls.resolve_url(plain_url), study_name=spec.name, direction="maximize",
             sampler=search.make_sampler(spec), pruner=search.make_pruner(spec),
         )  # fmt: skip
-        times: dict[str, list[float]] = {name: [] for name in [*urls, PLAIN]}
+        times: dict[str, list[float]] = {name: [] for name in [*sides, PLAIN]}
         for _ in range(large + window):
             for name, worker in workers.items():  # interleaved: PostgreSQL, SQLite, plain Optuna, PostgreSQL, ...
                 times[name].append(worker.one_trial(epochs))

@@ -23,7 +23,7 @@ import sqlalchemy
 
 from benchmarks.common import ROOT, median, scratch_postgres, write
 from benchmarks.storage_cost import WorkerPath
-from sweeper import fleet, search, storage, studyfile
+from sweeper import fleet, search, studyfile, urls
 
 # (owner, attribute, phase): the worker's path as it calls them.
 PHASES = (
@@ -91,7 +91,7 @@ def main() -> None:
     spec = spec.model_copy(update={"study": spec.study.model_copy(update={"budget": size + trials})})
 
     with scratch_postgres() as url:
-        worker = WorkerPath(storage.resolve_url(url), spec)
+        worker = WorkerPath(urls.resolve_url(url), spec)
         for _ in range(size):
             worker.one_trial(spec.training.epochs)
         clock, totals = PhaseClock(), []

@@ -21,7 +21,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from benchmarks.common import ROOT, median, scratch_postgres, write
-from sweeper import storage, studyfile
+from sweeper import storage, studyfile, urls
 from sweeper.fleet import open_study
 from sweeper.protocol import ChildMessage, Done, Epoch
 from sweeper.studyfile import StudySpec
@@ -125,7 +125,7 @@ def main() -> None:
             "fleet": base.fleet.model_copy(update={"poll_seconds": 0.2}),
         })  # fmt: skip
         with scratch_postgres() as url, tempfile.TemporaryDirectory():
-            runs.append(_rate(storage.resolve_url(url), spec, workers, epoch_seconds))
+            runs.append(_rate(urls.resolve_url(url), spec, workers, epoch_seconds))
         print(runs[-1], flush=True)
     one = median([r["trials_per_minute"] for r in runs if r["workers"] == 1])
     rows = []

@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 from tabulate import tabulate
 
-from sweeper import backends, data, search, storage, studyfile
+from sweeper import backends, data, retry, search, storage, studyfile, urls
 from sweeper.errors import SweeperError
 from sweeper.summary import summaries
 
@@ -139,7 +139,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     spec = studyfile.load(args.study_file)
     backend = backends.resolve(args.backend)
-    url = storage.resolve_url(args.storage)
+    url = urls.resolve_url(args.storage)
     stop = threading.Event()
     install_signal_handlers(lambda _reason: stop.set())  # until a trial can be running
     folder = data.prepare(data.resolve_data_dir(args.data_dir), spec.training)
@@ -153,7 +153,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         stop=stop,
     )
     try:
-        study = storage.retrying(
+        study = retry.retrying(
             lambda: open_study(
                 store, spec, allow_space_change=args.allow_space_change, allow_budget_change=args.allow_budget_change
             ),
@@ -162,9 +162,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
         worker = Worker(spec, store, study, folder, n_trials=args.n_trials, gpu=gpu, backend=backend, stop=stop)
         install_signal_handlers(worker.request_stop)
-        log.info(
-            "%s: joined study %s on %s (%s, GPU %s)", worker.name, spec.name, storage.mask(url), backend, gpu.label
-        )
+        log.info("%s: joined study %s on %s (%s, GPU %s)", worker.name, spec.name, urls.mask(url), backend, gpu.label)
         return worker.run()
     finally:
         gpu.release()
@@ -176,7 +174,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     spec = studyfile.load(args.study_file)
     backend = backends.resolve(args.backend)
-    url = storage.resolve_url(args.storage)
+    url = urls.resolve_url(args.storage)
     data.prepare(data.resolve_data_dir(args.data_dir), spec.training)  # once, before the workers race for it
     worker_args = [*(["--debug"] if args.debug else []), "worker", args.study_file]
     worker_args += ["--data-dir", args.data_dir] if args.data_dir else []
@@ -194,25 +192,25 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_studies(args: argparse.Namespace) -> int:
-    store = storage.connect(storage.resolve_url(args.storage), create=False)
+    store = storage.connect(urls.resolve_url(args.storage), create=False)
     try:
         rows = summaries(store)
     finally:
         store.close()
     if args.format == "json":
-        print(json.dumps({"storage": storage.mask(store.url), "studies": rows}, indent=2))
+        print(json.dumps({"storage": urls.mask(store.url), "studies": rows}, indent=2))
     elif rows:
-        print(f"storage: {storage.mask(store.url)}")
+        print(f"storage: {urls.mask(store.url)}")
         print(_table(rows))
     else:
-        print(f"storage: {storage.mask(store.url)}\nno studies yet: start one with 'sweeper worker studies/smoke.toml'")
+        print(f"storage: {urls.mask(store.url)}\nno studies yet: start one with 'sweeper worker studies/smoke.toml'")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from sweeper import report
 
-    store = storage.connect(storage.resolve_url(args.storage), create=False)
+    store = storage.connect(urls.resolve_url(args.storage), create=False)
     try:
         output = report.render(report.load_study(store, args.study_name), store, args.format)
     finally:
@@ -233,7 +231,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from sweeper import dashboard
 
     return dashboard.serve(
-        storage.resolve_url(args.storage),
+        urls.resolve_url(args.storage),
         host=args.host,
         port=args.port,
         allow_writes=args.allow_writes,
@@ -266,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except SweeperError as exc:
-        print(f"sweeper: error: {storage.redact(str(exc))}", file=sys.stderr)
+        print(f"sweeper: error: {urls.redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -274,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(
-            f"sweeper: internal error: {type(exc).__name__}: {storage.redact(str(exc)).splitlines()[0] if str(exc) else ''}"
+            f"sweeper: internal error: {type(exc).__name__}: {urls.redact(str(exc)).splitlines()[0] if str(exc) else ''}"
             " (run with --debug for the traceback, and please report it)",
             file=sys.stderr,
         )

@@ -28,7 +28,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna
 import optuna_dashboard
 
-from sweeper import figures, storage
+from sweeper import figures, storage, urls
 from sweeper.errors import SweeperError
 
 log = logging.getLogger("sweeper.dashboard")
@@ -114,9 +114,7 @@ class ChartRefresher(threading.Thread):
             try:
                 self.refresh()
             except Exception as exc:  # keep serving; the next round may succeed
-                log.warning(
-                    "could not refresh charts: %s", storage.redact(str(exc)).splitlines()[0] if str(exc) else exc
-                )
+                log.warning("could not refresh charts: %s", urls.redact(str(exc)).splitlines()[0] if str(exc) else exc)
             self._stop.wait(self.interval)
 
     def refresh(self) -> int:
@@ -169,7 +167,7 @@ def serve(url: str, *, host: str, port: int, allow_writes: bool, refresh_seconds
         signal.signal(signal.SIGINT, shut_down)
         log.info(
             "dashboard for %s on http://%s:%d/dashboard (%s%s)",
-            storage.mask(url), host, server.server_port, "writes allowed" if allow_writes else "read-only",
+            urls.mask(url), host, server.server_port, "writes allowed" if allow_writes else "read-only",
             ", password required" if password else "",
         )  # fmt: skip
         server.serve_forever()

@@ -18,7 +18,7 @@ import time
 
 import optuna
 
-from sweeper import storage
+from sweeper import urls
 
 log = logging.getLogger("sweeper.heartbeat")
 
@@ -44,7 +44,7 @@ class Heartbeat:
     """Beats every `interval` seconds for the trial it is told to hold, until stopped."""
 
     def __init__(self, rdb: optuna.storages.RDBStorage, interval: float, reach: Reach, url: str) -> None:
-        self._rdb = rdb
+        self._storage = rdb
         self._interval = interval
         self._reach = reach
         self._url = url
@@ -74,9 +74,9 @@ class Heartbeat:
             if trial_id is None:
                 continue
             try:
-                self._rdb.record_heartbeat(trial_id)
+                self._storage.record_heartbeat(trial_id)
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any storage trouble
                 self._reach.failed()
                 log.debug(
-                    "heartbeat for trial id %d not written: %s", trial_id, storage.redact(str(exc)).splitlines()[0:1]
+                    "heartbeat for trial id %d not written: %s", trial_id, urls.redact(str(exc)).splitlines()[0:1]
                 )

@@ -14,7 +14,8 @@ from tabulate import tabulate
 
 from sweeper import figures, summary
 from sweeper.errors import SweeperError
-from sweeper.storage import Store, mask
+from sweeper.storage import Store
+from sweeper.urls import mask
 
 
 def load_study(store: Store, name: str) -> optuna.Study:

@@ -1,8 +1,7 @@
-"""Storage URL → Optuna storage, plus a lock that every worker on the study sees.
+"""A storage URL → Optuna's RDB storage, plus the study lock that every worker on the study sees.
 
-`--storage`, else `SWEEPER_STORAGE`, else an embedded SQLite file in the working directory.
-PostgreSQL URLs are taken as users write them (`postgresql://user:pw@host/db`) and run on
-psycopg 3. Passwords never leave this module unmasked.
+Optuna's tables are created once even when many workers start together; commands that only read
+never create a database.
 """
 
 from __future__ import annotations
@@ -11,82 +10,22 @@ import contextlib
 import datetime
 import fcntl
 import logging
-import os
 import threading
-import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import optuna
 import sqlalchemy
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 
 from sweeper.errors import StorageError
+from sweeper.retry import connect_patience, retrying
+from sweeper.urls import is_sqlite, mask
 
-DEFAULT_URL = "sqlite:///sweeper.db"
 log = logging.getLogger("sweeper.storage")
-T = TypeVar("T")
-_PERMANENT = ("password authentication failed", "does not exist", "no password supplied", "role ")
-_SECRETS: set[str] = set()
-
-
-def resolve_url(cli_value: str | None) -> str:
-    url = cli_value or os.environ.get("SWEEPER_STORAGE") or DEFAULT_URL
-    return render(_parse(url))
-
-
-def _parse(url: str) -> URL:
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):  # ValueError: a malformed host or port, e.g. "[::1" or ":x"
-        raise StorageError(
-            f"not a storage URL: {mask(url)!r} (use postgresql://USER:PASSWORD@HOST/DB or sqlite:///FILE)", 2
-        ) from None
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() not in ("postgresql", "sqlite"):  # the study lock and batched writes know these two
-        raise StorageError(f"unknown storage scheme {parsed.drivername!r}: use postgresql://... or sqlite:///...", 2)
-    password_file = os.environ.get("SWEEPER_STORAGE_PASSWORD_FILE")
-    if password_file and parsed.password is None and parsed.get_backend_name() == "postgresql":
-        try:
-            parsed = parsed.set(password=Path(password_file).read_text().strip())
-        except OSError as exc:
-            raise StorageError(
-                f"cannot read SWEEPER_STORAGE_PASSWORD_FILE {password_file}: {exc.strerror}", 2
-            ) from None
-    return parsed
-
-
-def render(url: URL) -> str:
-    if url.password:
-        _SECRETS.add(str(url.password))
-    return url.render_as_string(hide_password=False)
-
-
-def redact(text: str) -> str:
-    """Any text with every password this process has seen replaced by ***."""
-    for secret in _SECRETS:
-        text = text.replace(secret, "***")
-    return text
-
-
-def mask(url: str) -> str:
-    """The URL with its password replaced by ***, for anything a person or a log may see."""
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        return "<unparsable storage URL>"
-    if parsed.drivername == "postgresql+psycopg":
-        parsed = parsed.set(drivername="postgresql")  # as users write it; psycopg is our detail
-    return parsed.render_as_string(hide_password=True)
-
-
-def is_sqlite(url: str) -> bool:
-    return make_url(url).get_backend_name() == "sqlite"
 
 
 def _engine_kwargs(url: str, pool_size: int) -> dict:
@@ -150,15 +89,6 @@ def connect(
         patience_seconds=patience_seconds if patience_seconds is not None else connect_patience(),
         stop=stop,
     )
-
-
-def connect_patience() -> float:
-    """How long to keep retrying an unreachable server: `$SWEEPER_CONNECT_TIMEOUT` seconds, default 60."""
-    value = os.environ.get("SWEEPER_CONNECT_TIMEOUT", "60")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        raise StorageError(f"SWEEPER_CONNECT_TIMEOUT must be a number of seconds, not {value!r}", 2) from None
 
 
 def _connect(
@@ -267,59 +197,6 @@ def _file_lock(url: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _first_line(exc: BaseException) -> str:
-    if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ is not None:
-        exc = exc.__cause__  # Optuna's wrapper only says "an exception is raised during the commit"
-    original = getattr(exc, "orig", None) or exc
-    text = str(original).strip().splitlines()
-    return text[0] if text else type(original).__name__
-
-
-def is_transient(exc: BaseException) -> bool:
-    """A lost or refused connection that may come back, as opposed to a wrong password or bad data."""
-    cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
-    if not isinstance(
-        cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError)
-    ):
-        return False
-    if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.connection_invalidated:
-        return True
-    return not any(marker in str(cause) for marker in _PERMANENT)
-
-
-def retrying(
-    action: Callable[[], T],
-    what: str,
-    *,
-    url: str,
-    patience_seconds: float = 300.0,
-    stop: threading.Event | None = None,
-    on_transient: Callable[[], None] | None = None,
-) -> T:
-    """Run a storage action, retrying with backoff (and a log line each time) while the server is away.
-
-    `on_transient` hears of each lost connection (the worker's reaper waits for the storage to settle).
-    """
-    deadline = time.monotonic() + patience_seconds
-    delay = 0.5
-    while True:
-        try:
-            return action()
-        except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
-            if not is_transient(exc):
-                raise StorageError(f"storage {mask(url)}: {what} failed: {redact(_first_line(exc))}") from None
-            if on_transient is not None:
-                on_transient()
-            if time.monotonic() + delay > deadline or (stop is not None and stop.is_set()):
-                raise StorageError(
-                    f"storage {mask(url)} unreachable while {what} ({redact(_first_line(exc))}); "
-                    "check that the server is up and accepts connections"
-                ) from None
-            log.warning("storage unreachable while %s (%s); retrying in %.1fs", what, redact(_first_line(exc)), delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
 
 def adopt_orphans(store: Store, study_id: int, older_than_seconds: float) -> int:

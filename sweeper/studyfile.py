@@ -7,7 +7,6 @@ touches the database, so a typo costs seconds rather than a night of GPU time.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -19,6 +18,7 @@ import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sweeper.errors import StudyFileError
+from sweeper.validation_messages import describe
 
 
 class _Strict(BaseModel):
@@ -256,65 +256,4 @@ def parse(text: str, source: str = "<study file>") -> StudySpec:
     try:
         return StudySpec.model_validate(raw)
     except ValidationError as exc:
-        raise StudyFileError(_describe(exc, source)) from None
-
-
-def _describe(exc: ValidationError, source: str) -> str:
-    """One line per problem: `file: [section] key: what is wrong`, with a suggestion for typos."""
-    lines = []
-    for error in exc.errors(include_url=False):
-        raw_loc = list(error["loc"])
-        loc = [str(part) for part in raw_loc if not _is_union_tag(part)]
-        where = _format_loc(loc)
-        if error["type"] == "extra_forbidden":
-            lines.append(f"{source}: {where}: unknown key{_nearest_key(raw_loc)}")
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {where}: {message}")
-    return "\n".join(lines)
-
-
-def _union_tags() -> dict[str, type[BaseModel]]:
-    """Sampler and pruner sections are unions told apart by `type`; map each tag to its model."""
-    tags: dict[str, type[BaseModel]] = {}
-    for field in ("sampler", "pruner"):
-        annotated = StudySpec.model_fields[field].annotation
-        for member in getattr(annotated, "__args__", ()):
-            tags[member.model_fields["type"].annotation.__args__[0]] = member
-    return tags
-
-
-def _is_union_tag(part: object) -> bool:
-    return isinstance(part, str) and part in _union_tags()
-
-
-def _format_loc(loc: list[str]) -> str:
-    if not loc:
-        return "(top level)"
-    if len(loc) == 1:
-        return f"[{loc[0]}]" if loc[0] in StudySpec.model_fields else loc[0]
-    return f"[{'.'.join(loc[:-1])}] {loc[-1]}"
-
-
-def _nearest_key(raw_loc: list[object]) -> str:
-    model: type[BaseModel] | None = StudySpec
-    for part in raw_loc[:-1]:
-        if _is_union_tag(part):
-            model = _union_tags()[str(part)]
-        elif model is not None and isinstance(part, str) and part in model.model_fields:
-            model = _model_of(model.model_fields[part].annotation)
-        elif not isinstance(part, int):
-            model = None
-    candidates = list(model.model_fields) if model is not None else []
-    match = difflib.get_close_matches(str(raw_loc[-1]), candidates, n=1)
-    if match:
-        return f" (did you mean '{match[0]}'?)"
-    return f" (valid keys: {', '.join(candidates)})" if candidates else ""
-
-
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    """The model inside `Model`, `Model | None` or `list[Model]`, if there is one."""
-    for candidate in (annotation, *getattr(annotation, "__args__", ())):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
+        raise StudyFileError(describe(exc, source, StudySpec, union_fields=("sampler", "pruner"))) from None

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 
-from sweeper import storage
+from sweeper import urls
 
 log = logging.getLogger("sweeper.sweep")
 
@@ -21,7 +21,7 @@ def run_workers(workers: int, worker_args: list[str], url: str) -> int:
     """Start `workers` processes of `sweeper worker WORKER_ARGS`; pass SIGTERM and Ctrl-C on; the worst exit code."""
     env = {**os.environ, "SWEEPER_STORAGE": url}
     command = [sys.executable, "-m", "sweeper", *worker_args]
-    log.info("sweep: %d workers, storage %s", workers, storage.mask(url))
+    log.info("sweep: %d workers, storage %s", workers, urls.mask(url))
     processes = [subprocess.Popen(command, env=env) for _ in range(workers)]
 
     def forward(signum: int, _frame: object) -> None:

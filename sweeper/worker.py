@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import optuna
 
-from sweeper import backends, fleet, storage
+from sweeper import backends, fleet, retry
 from sweeper.fleet import ClaimStatus, Reaper
 from sweeper.gpus import GpuSlot
 from sweeper.heartbeat import Heartbeat, Reach
@@ -91,7 +91,7 @@ class Worker:
         os._exit(0)
 
     def _db(self, action: Callable[[], T], what: str) -> T:
-        return storage.retrying(action, what, url=self.store.url, on_transient=self._reach.failed)
+        return retry.retrying(action, what, url=self.store.url, on_transient=self._reach.failed)
 
     def _reap_if_due(self) -> None:
         """So a lone worker still revives the trials of workers that died, while it trains."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import storage, studyfile
+from sweeper import studyfile, urls
 from tests.conftest import ROOT, sweeper_command
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -63,7 +63,7 @@ class WorkerProcess:
 
 def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     try:
-        return optuna.load_study(study_name=name, storage=storage.resolve_url(url)).get_trials()
+        return optuna.load_study(study_name=name, storage=urls.resolve_url(url)).get_trials()
     except KeyError:
         return []
 

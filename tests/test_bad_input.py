@@ -18,7 +18,7 @@ import sqlalchemy
 import tomli_w
 from hypothesis import HealthCheck, given, settings
 
-from sweeper import cli, storage, studyfile
+from sweeper import cli, storage, studyfile, urls
 from sweeper.errors import StudyFileError, SweeperError
 from sweeper.fleet import open_study
 from tests.conftest import FIXTURE_DATA, ROOT, _fresh_database, run_sweeper, study_file, sweeper_command
@@ -32,7 +32,7 @@ assert LR_BLOCK in SMOKE_TEXT
 
 def snapshot(url: str) -> dict[str, list]:
     """Every row of every table: what 'the database holds'."""
-    engine = sqlalchemy.create_engine(storage.resolve_url(url), poolclass=sqlalchemy.pool.NullPool)
+    engine = sqlalchemy.create_engine(urls.resolve_url(url), poolclass=sqlalchemy.pool.NullPool)
     try:
         with engine.connect() as connection:
             return {
@@ -48,7 +48,7 @@ def populated(pg_server: str) -> Iterator[str]:
     """A database holding the smoke study with one finished trial and its queued baseline."""
     for url in _fresh_database(pg_server):
         spec = studyfile.load(ROOT / "studies" / "smoke.toml")
-        store = storage.connect(storage.resolve_url(url))
+        store = storage.connect(urls.resolve_url(url))
         study = open_study(store, spec)
         params = {"dropout": 0.3, "batchnorm": True, "learning_rate": 1e-3}
         study.add_trial(optuna.trial.create_trial(value=0.3, params=params, distributions=spec.space.distributions()))
@@ -203,8 +203,8 @@ def test_wrong_password(password_pg: ThrowawayPostgres, cli_env: dict, tmp_path:
 
 def test_schema_from_another_optuna_version(pg_server: str, cli_env: dict, tmp_path: Path) -> None:
     for url in _fresh_database(pg_server):
-        optuna.create_study(study_name="old", storage=storage.resolve_url(url))
-        engine = sqlalchemy.create_engine(storage.resolve_url(url))
+        optuna.create_study(study_name="old", storage=urls.resolve_url(url))
+        engine = sqlalchemy.create_engine(urls.resolve_url(url))
         with engine.begin() as connection:
             connection.execute(sqlalchemy.text("UPDATE alembic_version SET version_num = 'v3.0.0.d'"))
             connection.execute(sqlalchemy.text("UPDATE version_info SET library_version = '3.0.0'"))
@@ -408,7 +408,7 @@ def test_a_budget_change_through_another_file_is_refused_unless_asked(
     assert "--allow-budget-change" in result.stderr
     assert snapshot(populated) == before
     spec = studyfile.parse(path.read_text())
-    store = storage.connect(storage.resolve_url(populated))
+    store = storage.connect(urls.resolve_url(populated))
     try:
         assert open_study(store, spec, allow_budget_change=True).user_attrs["budget"] == 9
     finally:
@@ -421,7 +421,7 @@ def test_a_budget_change_through_another_file_is_refused_unless_asked(
 
 
 def _open(url: str, spec: studyfile.StudySpec, **options: bool) -> None:
-    store = storage.connect(storage.resolve_url(url))
+    store = storage.connect(urls.resolve_url(url))
     try:
         open_study(store, spec, **options)
     finally:

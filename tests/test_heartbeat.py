@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeper import storage
+from sweeper import storage, urls
 from sweeper.heartbeat import Heartbeat, Reach
 
 
@@ -25,7 +25,7 @@ def test_a_held_trial_outlives_a_busy_main_thread_and_a_released_one_goes_stale(
     backend, tmp_path: Path, request
 ) -> None:
     url = f"sqlite:///{tmp_path / 'beats.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
-    store = storage.connect(storage.resolve_url(url), heartbeat_seconds=1, stale_after_seconds=4, max_retries=0)
+    store = storage.connect(urls.resolve_url(url), heartbeat_seconds=1, stale_after_seconds=4, max_retries=0)
     try:
         study = optuna.create_study(storage=store.storage, study_name="beats")
         alive, released, never = study.ask(), study.ask(), study.ask()

@@ -24,7 +24,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeper import storage
+from sweeper import storage, urls
 from tests.conftest import ROOT, _fresh_database, run_sweeper, study_file, sweeper_command
 from tests.fleet import FINISHED, trials, wait_for
 
@@ -123,8 +123,8 @@ def test_unknown_study_lists_the_existing_ones(filled) -> None:
 
 def test_empty_and_failed_only_studies_get_clear_messages(filled) -> None:
     url, _, env = filled
-    optuna.create_study(study_name="empty", storage=storage.resolve_url(url), direction="maximize")
-    failed = optuna.create_study(study_name="failed-only", storage=storage.resolve_url(url), direction="maximize")
+    optuna.create_study(study_name="empty", storage=urls.resolve_url(url), direction="maximize")
+    failed = optuna.create_study(study_name="failed-only", storage=urls.resolve_url(url), direction="maximize")
     failed.add_trial(
         optuna.trial.create_trial(
             state=TrialState.FAIL,
@@ -215,7 +215,7 @@ def test_dashboard_refuses_anonymous_deletes(filled) -> None:
     url, _, env = filled
     process, base = _start_dashboard(url, env)
     try:
-        study_id = optuna.load_study(study_name="reported", storage=storage.resolve_url(url))._study_id
+        study_id = optuna.load_study(study_name="reported", storage=urls.resolve_url(url))._study_id
         assert _status(f"{base}/api/studies/{study_id}", "DELETE") == 403
         assert _status(f"{base}/api/studies/{study_id}/rename", "POST") == 403
         assert _status(f"{base}/api/studies/{study_id}") == 200

@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import storage, studyfile
+from sweeper import storage, studyfile, urls
 from tests.conftest import ROOT, run_sweeper, study_file, sweeper_command
 
 SMOKE = ROOT / "studies" / "smoke.toml"
@@ -21,7 +21,7 @@ TRIAL_ATTRS = {
 
 
 def load_trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
-    study = optuna.load_study(study_name=name, storage=storage.resolve_url(url))
+    study = optuna.load_study(study_name=name, storage=urls.resolve_url(url))
     return study.get_trials()
 
 

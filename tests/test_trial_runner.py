@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeper import fleet, search, storage, studyfile
+from sweeper import fleet, search, storage, studyfile, urls
 from sweeper.heartbeat import Reach
 from sweeper.recording import Recorder
 from sweeper.trial_runner import should_stop
@@ -45,7 +45,7 @@ def _spec(pruner: dict) -> studyfile.StudySpec:
 
 def _sweeper_side(url: str, spec: studyfile.StudySpec, trials: int) -> dict[int, int]:
     """The worker's own claim, report-and-prune and record path; the epoch each trial stopped at."""
-    store = storage.connect(storage.resolve_url(url), heartbeat_seconds=10, stale_after_seconds=40)
+    store = storage.connect(urls.resolve_url(url), heartbeat_seconds=10, stale_after_seconds=40)
     try:
         study = fleet.open_study(store, spec)
         reaper = fleet.Reaper(store, study, spec, Reach(), "unit")
@@ -96,7 +96,7 @@ def test_pruning_only_where_it_can_decide_matches_asking_after_every_epoch(
     plain = _optuna_side(24, tmp_path, spec)
     assert ours == plain
     assert any(epoch < EPOCHS for epoch in ours.values()), "the curves should make the pruner stop some trials"
-    stored = optuna.load_study(study_name=SPEC.name, storage=storage.resolve_url(url)).get_trials()
+    stored = optuna.load_study(study_name=SPEC.name, storage=urls.resolve_url(url)).get_trials()
     for trial in stored:
         curve = _curve(trial.number)
         assert trial.intermediate_values == {e: pytest.approx(curve[e - 1]) for e in range(1, ours[trial.number] + 1)}

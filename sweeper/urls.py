@@ -1,0 +1,74 @@
+"""Storage URLs as users write them, and the passwords in them, which never leave unmasked.
+
+`--storage`, else `SWEEPER_STORAGE`, else an embedded SQLite file in the working directory.
+PostgreSQL URLs are taken as users write them (`postgresql://user:pw@host/db`) and run on
+psycopg 3; the password can come from `SWEEPER_STORAGE_PASSWORD_FILE` instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from sweeper.errors import StorageError
+
+DEFAULT_URL = "sqlite:///sweeper.db"
+_SECRETS: set[str] = set()
+
+
+def resolve_url(cli_value: str | None) -> str:
+    url = cli_value or os.environ.get("SWEEPER_STORAGE") or DEFAULT_URL
+    return render(_parse(url))
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a malformed host or port, e.g. "[::1" or ":x"
+        raise StorageError(
+            f"not a storage URL: {mask(url)!r} (use postgresql://USER:PASSWORD@HOST/DB or sqlite:///FILE)", 2
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("postgresql", "sqlite"):  # the study lock and batched writes know these two
+        raise StorageError(f"unknown storage scheme {parsed.drivername!r}: use postgresql://... or sqlite:///...", 2)
+    password_file = os.environ.get("SWEEPER_STORAGE_PASSWORD_FILE")
+    if password_file and parsed.password is None and parsed.get_backend_name() == "postgresql":
+        try:
+            parsed = parsed.set(password=Path(password_file).read_text().strip())
+        except OSError as exc:
+            raise StorageError(
+                f"cannot read SWEEPER_STORAGE_PASSWORD_FILE {password_file}: {exc.strerror}", 2
+            ) from None
+    return parsed
+
+
+def render(url: URL) -> str:
+    if url.password:
+        _SECRETS.add(str(url.password))
+    return url.render_as_string(hide_password=False)
+
+
+def redact(text: str) -> str:
+    """Any text with every password this process has seen replaced by ***."""
+    for secret in _SECRETS:
+        text = text.replace(secret, "***")
+    return text
+
+
+def mask(url: str) -> str:
+    """The URL with its password replaced by ***, for anything a person or a log may see."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return "<unparsable storage URL>"
+    if parsed.drivername == "postgresql+psycopg":
+        parsed = parsed.set(drivername="postgresql")  # as users write it; psycopg is our detail
+    return parsed.render_as_string(hide_password=True)
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
