@@ -64,11 +64,11 @@ def test_worker_told_to_require_a_gpu_on_a_host_without_one_exits_2(cli_env: dic
 
 
 def test_jax_sweep_on_the_cpu_records_backend_and_device(cli_env: dict, tmp_path: Path) -> None:
-    path = study_file(tmp_path, study={"name": "smoke-jax", "budget": 4})
+    path = study_file(tmp_path, study={"name": "smoke-jax", "budget": 2})
     result = run_sweeper("sweep", str(path), "--workers", "2", env={**cli_env, "KERAS_BACKEND": "jax"}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     trials = load_trials(f"sqlite:///{tmp_path / 'sweeper.db'}", "smoke-jax")
-    assert len(trials) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert len(trials) == 2 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     assert {t.user_attrs["backend"] for t in trials} == {"jax"}
     assert {t.user_attrs["device"] for t in trials} == {"cpu"}
     assert {t.user_attrs["mixed_precision"] for t in trials} == {False}
