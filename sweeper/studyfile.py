@@ -50,6 +50,9 @@ class FloatParam(_Strict):
     def distribution(self) -> optuna.distributions.FloatDistribution:
         return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log)
 
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, float | int) and not isinstance(value, bool) and self.low <= value <= self.high
+
 
 class BoolChoices(_Strict):
     choices: Annotated[list[bool], Field(min_length=1)]
@@ -63,6 +66,9 @@ class BoolChoices(_Strict):
 
     def distribution(self) -> optuna.distributions.CategoricalDistribution:
         return optuna.distributions.CategoricalDistribution(self.choices)
+
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, bool) and value in self.choices
 
 
 class Space(_Strict):
@@ -220,9 +226,9 @@ class StudySpec(_Strict):
     @model_validator(mode="after")
     def _baselines_in_space(self) -> StudySpec:
         for i, baseline in enumerate(self.baselines):
-            for name, dist in self.space.distributions().items():
+            for name in self.space.distributions():
                 value = getattr(baseline, name)
-                if not dist._contains(dist.to_internal_repr(value)):
+                if not getattr(self.space, name).contains(value):
                     raise ValueError(f"baselines[{i}].{name} = {value!r} lies outside the search space")
         return self
 

@@ -373,7 +373,9 @@ def test_loader_on_near_miss_study_files(edits: dict) -> None:
         pass
 
 
-@pytest.mark.parametrize("command", [["studies"], ["report", "smoke"], ["report", "smoke", "-f", "json"]])
+@pytest.mark.parametrize(
+    "command", [["studies"], ["report", "smoke"], ["report", "smoke", "-f", "json"], ["dashboard", "--port", "18233"]]
+)
 def test_read_only_commands_never_create_a_database(command: list[str], cli_env: dict, tmp_path: Path) -> None:
     target = tmp_path / "new" / "dir" / "x.db"
     result = run_sweeper(*command, "--storage", f"sqlite:///{target}", env=cli_env, cwd=tmp_path)

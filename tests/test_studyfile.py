@@ -73,3 +73,22 @@ def test_every_number_is_finite_and_bounded(old: str, new: str, message: str) ->
     text = SMOKE_TEXT.replace(old, new, 1).replace("n_startup_trials = 3\nn_warmup_steps = 1", "n_warmup_steps = 1")
     with pytest.raises(StudyFileError, match=message):
         studyfile.parse(text, source="smoke.toml")
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            "dropout = 0.2\nbatchnorm = false",
+            "dropout = 0.9\nbatchnorm = false",
+            r"baselines\[0\].dropout = 0.9 lies outside",
+        ),
+        ("learning_rate = 1e-4", "learning_rate = 1", r"baselines\[0\].learning_rate = 1.0 lies outside"),
+        ("choices = [true, false]", "choices = [true]", r"baselines\[0\].batchnorm = False lies outside"),
+    ],
+    ids=["dropout", "learning-rate", "batchnorm"],
+)
+def test_a_baseline_outside_the_search_space_is_refused(old: str, new: str, message: str) -> None:
+    assert old in SMOKE_TEXT
+    with pytest.raises(StudyFileError, match=message):
+        studyfile.parse(SMOKE_TEXT.replace(old, new, 1))

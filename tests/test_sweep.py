@@ -45,8 +45,8 @@ def test_two_workers_from_two_shells_fill_one_study_on_postgresql(pg_url: str, c
     for trial in finished:
         assert 0 < trial.value <= 1
         assert set(trial.params) == set(space)
-        for name, dist in space.items():
-            assert dist._contains(dist.to_internal_repr(trial.params[name]))
+        for name in space:
+            assert getattr(spec.space, name).contains(trial.params[name]), (name, trial.params)
         assert TRIAL_ATTRS <= set(trial.user_attrs), trial.user_attrs.keys()
         history = trial.user_attrs["history"]
         assert set(history) == {"acc", "loss", "val_acc", "val_loss", "epoch_seconds"}
