@@ -28,7 +28,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna
 import optuna_dashboard
 
-from sweeper import figures, storage, urls
+from sweeper import figures, storage, summary, urls
 from sweeper.errors import SweeperError
 
 log = logging.getLogger("sweeper.dashboard")
@@ -120,17 +120,17 @@ class ChartRefresher(threading.Thread):
     def refresh(self) -> int:
         """One round; returns how many studies got new charts."""
         updated = 0
-        for summary in optuna.get_all_study_summaries(self.store.storage):
-            if "space_fingerprint" not in summary.user_attrs:
+        for study_summary in optuna.get_all_study_summaries(self.store.storage):
+            if "space_fingerprint" not in study_summary.user_attrs:
                 continue  # not a sweeper study: never write into a study sweeper did not create
-            study = optuna.load_study(study_name=summary.study_name, storage=self.store.storage)
+            study = optuna.load_study(study_name=study_summary.study_name, storage=self.store.storage)
             token = tuple((t.number, t.state.value) for t in study.get_trials(deepcopy=False))
-            if self._seen.get(summary.study_name) == token:
+            if self._seen.get(study_summary.study_name) == token:
                 continue
             table = summary.rows(study)
             for graph_id, chart in CHARTS.items():
                 optuna_dashboard.save_plotly_graph_object(study, chart(table), graph_object_id=graph_id)
-            self._seen[summary.study_name] = token
+            self._seen[study_summary.study_name] = token
             updated += 1
         return updated
 

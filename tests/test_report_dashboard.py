@@ -122,9 +122,17 @@ def test_unknown_study_lists_the_existing_ones(filled) -> None:
 
 
 def test_empty_and_failed_only_studies_get_clear_messages(filled) -> None:
-    url, _, env = filled
-    optuna.create_study(study_name="empty", storage=urls.resolve_url(url), direction="maximize")
-    failed = optuna.create_study(study_name="failed-only", storage=urls.resolve_url(url), direction="maximize")
+    from sweeper import fleet, storage, studyfile
+
+    url, path, env = filled
+    spec = studyfile.load(path)
+    store = storage.connect(urls.resolve_url(url))
+    try:
+        for name in ("empty", "failed-only"):
+            fleet.open_study(store, spec.model_copy(update={"study": spec.study.model_copy(update={"name": name})}))
+    finally:
+        store.close()
+    failed = optuna.load_study(study_name="failed-only", storage=urls.resolve_url(url))
     failed.add_trial(
         optuna.trial.create_trial(
             state=TrialState.FAIL,
