@@ -43,11 +43,10 @@ class Reach:
 class Heartbeat:
     """Beats every `interval` seconds for the trial it is told to hold, until stopped."""
 
-    def __init__(self, rdb: optuna.storages.RDBStorage, interval: float, reach: Reach, url: str) -> None:
+    def __init__(self, rdb: optuna.storages.RDBStorage, interval: float, reach: Reach) -> None:
         self._storage = rdb
         self._interval = interval
         self._reach = reach
-        self._url = url
         self._trial_id: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sweeper-heartbeat", daemon=True)
@@ -78,5 +77,7 @@ class Heartbeat:
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any storage trouble
                 self._reach.failed()
                 log.debug(
-                    "heartbeat for trial id %d not written: %s", trial_id, urls.redact(str(exc)).splitlines()[0:1]
+                    "heartbeat for trial id %d not written: %s",
+                    trial_id,
+                    (urls.redact(str(exc)).splitlines() or [type(exc).__name__])[0],
                 )

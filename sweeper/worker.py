@@ -56,7 +56,7 @@ class Worker:
             self.data_folder, fleet_spec.trials_per_child, fleet_spec.child_growth_mb, self.gpu.child_env(self.backend)
         )
         self._reach = Reach()
-        self._heartbeat = Heartbeat(self.store.storage, fleet_spec.heartbeat_seconds, self._reach, self.store.url)
+        self._heartbeat = Heartbeat(self.store.storage, fleet_spec.heartbeat_seconds, self._reach)
         self._reaper = Reaper(self.store, self.study, self.spec, self._reach, self.name)
         self._runner = TrialRunner(
             spec=self.spec,

@@ -31,7 +31,7 @@ def test_a_held_trial_outlives_a_busy_main_thread_and_a_released_one_goes_stale(
         alive, released, never = study.ask(), study.ask(), study.ask()
         for trial in (alive, released, never):
             store.storage.record_heartbeat(trial._trial_id)
-        beats = [Heartbeat(store.storage, 1, Reach(), url) for _ in range(2)]
+        beats = [Heartbeat(store.storage, 1, Reach()) for _ in range(2)]
         for beat, trial in zip(beats, (alive, released), strict=False):
             beat.start()
             beat.hold(trial._trial_id)
