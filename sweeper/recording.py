@@ -6,7 +6,6 @@ the storage is away; a retried write that had landed before the connection dropp
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 import warnings
@@ -18,7 +17,6 @@ from optuna.trial import TrialState
 
 from sweeper.storage import Store
 
-log = logging.getLogger("sweeper.recording")
 T = TypeVar("T")
 Retrying = Callable[[Callable[[], T], str], T]
 

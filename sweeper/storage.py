@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
-import logging
 import threading
 import warnings
 from collections.abc import Iterator
@@ -24,8 +23,6 @@ from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 from sweeper.errors import StorageError
 from sweeper.retry import connect_patience, retrying
 from sweeper.urls import is_sqlite, mask
-
-log = logging.getLogger("sweeper.storage")
 
 
 def _engine_kwargs(url: str, pool_size: int) -> dict:
