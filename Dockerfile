@@ -1,8 +1,10 @@
-# The worker/dashboard image: the official TensorFlow image (CUDA and cuDNN included) plus sweeper.
-# TensorFlow comes from the base image, so the package is installed without its tensorflow extra.
-# BASE_IMAGE is overridden with the CPU image by docker-compose.cpu.yml.
+# The worker/dashboard image. By default the official TensorFlow GPU image (CUDA and cuDNN
+# included, TensorFlow installed) plus sweeper; docker-compose.cpu.yml builds it instead on a
+# plain Debian/Python base with the `cpu` extra (tensorflow-cpu).
 ARG BASE_IMAGE=tensorflow/tensorflow:2.21.0-gpu
 FROM ${BASE_IMAGE}
+# The package extras to install: none on the TensorFlow image, "cpu" on a plain Python image.
+ARG EXTRAS=""
 
 LABEL org.opencontainers.image.title="sweeper" \
       org.opencontainers.image.version="0.1.0" \
@@ -17,14 +19,22 @@ ENV PYTHONUNBUFFERED=1 \
     SWEEPER_CACHE_DIR=/cache/sweeper \
     SWEEPER_GPU_LOCK_DIR=/locks
 
+# /cache and /locks stay empty here: replicas started together on a new named volume would
+# otherwise race to copy subdirectories into it ("file exists"). sweeper and Keras create them.
 WORKDIR /app
+# Dependencies first, from pyproject.toml alone, in a layer of their own: editing sweeper's code
+# rebuilds only the small layer below, not TensorFlow's.
 COPY pyproject.toml README.md ./
+RUN mkdir sweeper && touch sweeper/__init__.py \
+    && python3 -m pip install ".${EXTRAS:+[$EXTRAS]}" \
+    && rm -rf sweeper build sweeper.egg-info
 COPY sweeper ./sweeper
 COPY studies ./studies
-RUN python3 -m pip install . \
+RUN python3 -m pip install --no-deps . \
+    && rm -rf build sweeper.egg-info \
     && useradd --create-home --uid 1000 sweeper \
-    && mkdir -p /cache/keras /cache/sweeper /locks \
-    && chown -R sweeper:sweeper /cache /locks
+    && mkdir -p /cache /locks \
+    && chown sweeper:sweeper /cache /locks
 
 USER sweeper
 ENTRYPOINT ["sweeper"]

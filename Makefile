@@ -31,10 +31,10 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The whole suite: lint, then every test, the load and outage tests (marked slow) included.
+# The whole suite: lint, then every test, the load and outage tests (slow) and the Docker engine tests included.
 test: setup browser lint
 	$(BIN)/python -m pytest
 
-# Everything but the load and outage tests.
+# Everything but the load and outage tests and the Docker engine tests.
 test-fast: setup browser lint
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not engine"

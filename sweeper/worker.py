@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import socket
 import threading
@@ -31,6 +32,15 @@ from sweeper.trainer_process import TrainingProcess
 from sweeper.trial_runner import Outcome, TrainingChild, TrialRunner
 
 log = logging.getLogger("sweeper.worker")
+
+
+def default_name() -> str:
+    """`host:pid`, which tells the workers of a host apart; in a container (PID 1), where workers
+    with host networking share the host's name and the PID, a random suffix tells them apart."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}" if pid != 1 else f"{socket.gethostname()}:1-{secrets.token_hex(3)}"
+
+
 T = TypeVar("T")
 MAX_CONSECUTIVE_FAILURES = 3
 
@@ -45,7 +55,7 @@ class Worker:
     gpu: GpuSlot = field(default_factory=lambda: GpuSlot(None))
     backend: str = backends.DEFAULT
     stop: threading.Event = field(default_factory=threading.Event)
-    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    name: str = field(default_factory=lambda: default_name())
     child: TrainingChild | None = None
     """The training process; benchmarks pass one that sleeps instead of training."""
     _stop_reason: str = ""

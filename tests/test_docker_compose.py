@@ -1,0 +1,192 @@
+"""`docker compose up workers`, for real: a Docker engine of the tests' own builds and runs the fleet.
+
+The compose files are the ones users run (with the CPU override); the tests' override only swaps
+images, ports, networking and the data source (tests/engine/compose.test.yml). Run as root, the
+tests install and start the engine (apt's docker.io); as an ordinary user they skip with the
+reason. In CI (root) a missing part fails them with the reason: they never pass without running.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import ROOT
+from tests.docker_engine import (
+    COMPOSE,
+    DASHBOARD_PASSWORD,
+    POSTGRES_PASSWORD,
+    STORAGE_URL,
+    Engine,
+    EngineUnavailable,
+    Project,
+)
+from tests.fleet import assert_exact_budget, trials, wait_for
+
+BUDGET = 6  # studies/smoke.toml
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    if os.geteuid() != 0:
+        pytest.skip("the Docker engine tests install and start dockerd, which needs root (CI runs them as root)")
+    engine = Engine(tmp_path_factory.mktemp("engine") / "dockerd.log")
+    try:
+        engine.start()
+        engine.build_base_images()
+    except EngineUnavailable as exc:
+        engine.stop()
+        pytest.fail(f"the Docker engine tests need a Docker engine and local base images: {exc}")
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="module")
+def built(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    """The project's image, built once by `docker compose build` from the real Dockerfile."""
+    Project(engine, tmp_path_factory.mktemp("build")).compose("build", "workers", timeout=1800)
+    return engine
+
+
+@pytest.fixture
+def project(built: Engine, tmp_path: Path) -> Iterator[Project]:
+    """A fresh project (empty PostgreSQL volume) with PostgreSQL up and healthy; removed afterwards."""
+    project = Project(built, tmp_path)
+    project.compose("down", "-v", "--remove-orphans")
+    project.compose("up", "-d", "--wait", "postgres", timeout=180)
+    yield project
+    project.compose("down", "-v", "--remove-orphans", "-t", "0")
+
+
+def _config(*env: str) -> subprocess.CompletedProcess:
+    """The real `docker compose config` (no engine needed) on the files users run, with .env.example."""
+    command = [str(COMPOSE), "--project-directory", str(ROOT), "--env-file", str(ROOT / ".env.example"),
+               "-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "docker-compose.cpu.yml"), "--profile", "tools", "config", "--format", "json"]  # fmt: skip
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "SWEEPER_"))}
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=60, env={**clean, **dict(e.split("=", 1) for e in env)}
+    )
+
+
+def test_compose_accepts_the_files_and_needs_a_postgres_password() -> None:
+    model = json.loads(_config().stdout)
+    workers = model["services"]["workers"]
+    assert workers["command"][:2] == ["worker", "studies/cifar10-regularization.toml"]
+    assert workers["build"]["args"] == {"BASE_IMAGE": "python:3.11-slim-bookworm", "EXTRAS": "cpu"}
+    assert "devices" not in str(workers.get("deploy", {})), "the CPU override drops the GPU reservation"
+    assert workers["restart"] == "on-failure", "a worker that finished the study stays down"
+    assert model["services"]["report"]["entrypoint"] == ["sweeper", "report"]
+
+    missing = _config("POSTGRES_PASSWORD=")
+    assert missing.returncode != 0
+    assert "set POSTGRES_PASSWORD in .env" in missing.stderr
+
+
+def exit_codes(project: Project) -> list[int]:
+    return [c["State"]["ExitCode"] for c in project.containers("workers")]
+
+
+def worker_names(project: Project) -> dict[str, str]:
+    """Container name -> the worker name it logs when it joins the study."""
+    names = {}
+    for container in project.containers("workers"):
+        logged = project.engine.docker("logs", container["Id"])
+        for line in (logged.stdout + logged.stderr).splitlines():
+            if "joined study" in line:
+                names[container["Name"].lstrip("/")] = line.split(" INFO ", 1)[1].split(": ", 1)[0]
+    return names
+
+
+@pytest.mark.engine
+def test_up_workers_runs_the_study_to_its_exact_budget_then_report_prints_it(project: Project) -> None:
+    project.compose("up", "workers", timeout=900)
+
+    assert exit_codes(project) == [0, 0]
+    finished = assert_exact_budget(STORAGE_URL, "smoke", BUDGET)
+    assert len({t.user_attrs["worker"] for t in finished}) == 2, "both containers ran trials"
+    for mount in ("/locks", "/cache"):
+        volumes = {m["Name"] for c in project.containers("workers") for m in c["Mounts"] if m["Destination"] == mount}
+        assert len(volumes) == 1, f"the workers share one {mount} volume: {volumes}"
+
+    report = project.compose("run", "--rm", "report", "smoke", timeout=300)
+    assert f"budget {BUDGET} finished" in report.stdout
+    assert "Best val_acc" in report.stdout
+    assert POSTGRES_PASSWORD not in report.stdout + report.stderr
+
+
+@pytest.mark.engine
+def test_compose_stop_during_trials_exits_0_and_up_again_finishes(project: Project) -> None:
+    project.compose("up", "-d", "workers")
+    wait_for(lambda: any(t.state == TrialState.RUNNING for t in trials(STORAGE_URL, "smoke")), what="a running trial")
+
+    project.compose("stop", "workers", timeout=120)  # SIGTERM, then SIGKILL after stop_grace_period
+
+    assert exit_codes(project) == [0, 0], "exit 137 would mean Docker had to kill a worker"
+    states = [t.state for t in trials(STORAGE_URL, "smoke")]
+    assert TrialState.RUNNING not in states, states
+    project.compose("up", "workers", timeout=900)
+    assert exit_codes(project) == [0, 0]
+    assert_exact_budget(STORAGE_URL, "smoke", BUDGET)
+
+
+@pytest.mark.engine
+def test_a_killed_container_fails_its_trial_and_the_other_retries_it(project: Project) -> None:
+    project.compose("up", "-d", "workers")
+    victim = project.containers("workers")[0]["Name"].lstrip("/")
+    victim_name = wait_for(lambda: worker_names(project).get(victim), what="the first worker to join")
+    held = wait_for(
+        lambda: [t for t in trials(STORAGE_URL, "smoke")
+                 if t.state == TrialState.RUNNING and t.user_attrs.get("worker") == victim_name and len(t.params) == 3],
+        what="a trial held by the first worker",
+    )[0]  # fmt: skip
+
+    project.engine.docker("kill", "--signal", "KILL", victim)
+
+    def settled() -> bool:
+        done = trials(STORAGE_URL, "smoke")
+        return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in done) == BUDGET and not any(
+            t.state == TrialState.RUNNING for t in done
+        )
+
+    wait_for(settled, timeout=600, what="the study's budget finished")
+    project.compose("stop", "workers", timeout=120)
+    all_trials = assert_exact_budget(STORAGE_URL, "smoke", BUDGET)
+    failed = next(t for t in all_trials if t.number == held.number)
+    assert failed.state == TrialState.FAIL
+    retries = [t for t in all_trials if t.number > held.number and t.params == held.params]
+    assert [t.state for t in retries if t.state != TrialState.FAIL], "the killed trial ran again with its parameters"
+
+
+def _get(url: str, password: str | None = None, method: str = "GET") -> int:
+    request = urllib.request.Request(url, method=method)
+    if password:
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"sweeper:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0  # not listening yet
+
+
+@pytest.mark.engine
+def test_dashboard_container_serves_with_its_secret_password_and_refuses_deletes(project: Project) -> None:
+    project.compose("up", "-d", "dashboard")
+    wait_for(lambda: _get("http://127.0.0.1:8080/dashboard") == 401, timeout=180, what="the dashboard to answer")
+
+    assert _get("http://127.0.0.1:8080/dashboard", DASHBOARD_PASSWORD) == 200
+    assert _get("http://127.0.0.1:8080/dashboard", "wrong") == 401
+    assert _get("http://127.0.0.1:8080/api/studies/0", DASHBOARD_PASSWORD, method="DELETE") == 403
+    log = project.logs("dashboard")
+    assert "password required" in log
+    assert DASHBOARD_PASSWORD not in log and POSTGRES_PASSWORD not in log
