@@ -31,10 +31,12 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The whole suite: lint, then every test, the load and outage tests (slow) and the Docker engine tests included.
-test: setup browser lint
-	$(BIN)/python -m pytest
+# The whole suite: lint, the fast part, then the load and outage tests (slow) and the Docker engine
+# tests (engine), which run alone: they load every core themselves or start their own engine.
+test: test-fast
+	$(BIN)/python -m pytest -m "slow or engine"
 
-# Everything but the load and outage tests and the Docker engine tests.
+# Everything but the load, outage and engine tests, on 3 processes: much of it waits on real
+# processes (workers, training children, PostgreSQL), so the two cores stay busy.
 test-fast: setup browser lint
-	$(BIN)/python -m pytest -m "not slow and not engine"
+	$(BIN)/python -m pytest -n 3 --dist worksteal -m "not slow and not engine"

@@ -29,12 +29,19 @@ def _engine_kwargs(url: str, pool_size: int) -> dict:
     if is_sqlite(url):
         # Writers queue on the file lock instead of failing with "database is locked".
         return {"connect_args": {"timeout": 60}}
+    connect_args: dict = {"connect_timeout": 10}
+    if make_url(url).get_driver_name() == "psycopg":
+        # No server-side prepared statements: through PgBouncer's transaction pooling the next
+        # transaction may land on another server connection ("prepared statement already
+        # exists"), and at a sweep's query rates they save nothing. The same URL then works
+        # straight to PostgreSQL or through a pooler.
+        connect_args["prepare_threshold"] = None
     return {
         "pool_size": pool_size,
         "max_overflow": 0,
         "pool_pre_ping": True,  # a PostgreSQL restart leaves dead connections in the pool
         "pool_timeout": 30,
-        "connect_args": {"connect_timeout": 10},
+        "connect_args": connect_args,
     }
 
 
@@ -158,9 +165,13 @@ def _lock(url: str, engine: sqlalchemy.Engine | None, name: str) -> Iterator[Non
         with _file_lock(url):
             yield
         return
+    # A transaction-level lock: it holds through PgBouncer's transaction pooling, where a
+    # session-level lock would be taken on whichever server connection the pooler lent and
+    # exclude no one. Committing (or losing the connection) releases it.
     connection = engine.connect()
     try:
-        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(hashtext(:name))"), {"name": name})
+        transaction = connection.begin()
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
     except SQLAlchemyError:
         connection.close()
         raise
@@ -168,8 +179,7 @@ def _lock(url: str, engine: sqlalchemy.Engine | None, name: str) -> Iterator[Non
         yield
     finally:
         try:
-            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(hashtext(:name))"), {"name": name})
-            connection.commit()
+            transaction.commit()
         except SQLAlchemyError:
             pass  # the session is gone, and PostgreSQL dropped its locks with it
         finally:

@@ -62,7 +62,7 @@ def test_storage_phases_quick(bench_env: dict, result) -> None:
 
 
 def test_worker_scaling_quick(bench_env: dict, result) -> None:
-    _run("worker_scaling", "--quick", env=bench_env)
+    _run("worker_scaling", "--quick", "--trials-per-worker", "2", env=bench_env)
     summary = result("worker_scaling")["summary"]
     assert summary["exact_budget_everywhere"] is True
 
@@ -80,10 +80,10 @@ def test_search_efficiency_on_a_tiny_real_table(bench_env: dict, result, tmp_pat
 
 
 def test_gpu_check_runs_its_packed_sweeps_on_the_cpu(bench_env: dict, tmp_path: Path) -> None:
-    _run("gpu_check", "run", "--cpu", "--workers", "2", "--out", str(tmp_path), env=bench_env)
+    _run("gpu_check", "run", "--cpu", "--workers", "1", "--out", str(tmp_path), env=bench_env)
     written = json.loads((tmp_path / "gpu_check.json").read_text())
     assert written["ok"] is True and written["backend"] == "jax"
-    assert [p["workers"] for p in written["packings"]] == [2]
+    assert [p["workers"] for p in written["packings"]] == [1]
     for packing in written["packings"]:
         assert packing["exact_budget"] and packing["finished"] == 2 * packing["workers"]
         assert packing["devices"] == ["cpu"] and len(packing["gpu_peak_mb_per_worker"]) == packing["workers"]

@@ -127,19 +127,19 @@ def _rss_kib(pid: int) -> int:
 
 def test_worker_memory_does_not_grow_with_trials(pg_url, cli_env, tmp_path) -> None:
     path = study_file(
-        tmp_path, study={"name": "memory", "budget": 20},
+        tmp_path, study={"name": "memory", "budget": 12},
         training={"max_train_images": 10, "epochs": 1}, pruner={"type": "none"}, fleet={"trials_per_child": 25},
     )  # fmt: skip
     worker = WorkerProcess(path, pg_url, cli_env, tmp_path)
     rss: dict[int, int] = {}
     while worker.process.poll() is None:
         done = sum(t.state in FINISHED for t in trials(pg_url, "memory"))
-        if done in (3, 20) and done not in rss:
+        if done in (3, 12) and done not in rss:
             rss[done] = _rss_kib(worker.process.pid)
         time.sleep(0.2)
     assert worker.wait() == 0, worker.log()
-    assert set(rss) == {3, 20}, rss
-    assert rss[20] <= 1.2 * rss[3], rss
+    assert set(rss) == {3, 12}, rss
+    assert rss[12] <= 1.2 * rss[3], rss
 
 
 def test_gpu_slots_give_each_worker_its_own_device(pg_url, cli_env, tmp_path) -> None:

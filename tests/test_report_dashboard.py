@@ -1,7 +1,8 @@
 """`sweeper report` in every format, and the dashboard process in a real browser.
 
-One PostgreSQL study is filled with real smoke trials for the whole module; the last test adds a
-trial while a browser watches the dashboard, so it must stay last.
+One PostgreSQL study is filled with real smoke trials for the whole module. The browser test adds
+a trial to it while it watches the dashboard, so the other tests compare with what is stored rather
+than with a fixed count: they hold in any order.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def test_json_report_matches_the_trials(filled) -> None:
     assert result.returncode == 0, result.stderr
     content = json.loads(result.stdout)
     stored = [t for t in trials(url, "reported") if t.state in FINISHED]
-    assert content["study"] == "reported" and content["budget"] == 4 and content["trials"] == 3
-    assert content["counts"]["complete"] + content["counts"]["pruned"] == 3
+    assert content["study"] == "reported" and content["budget"] == 4 and content["trials"] == len(stored) >= 3
+    assert content["counts"]["complete"] + content["counts"]["pruned"] == len(stored)
     best = max((t for t in stored if t.state == TrialState.COMPLETE), key=lambda t: t.value)
     assert content["best"]["number"] == best.number and content["best"]["val_acc"] == best.value
     assert content["best"]["params"] == best.params
@@ -221,6 +222,7 @@ def test_chart_refresher_never_writes_into_a_study_sweeper_did_not_create(tmp_pa
 
 def test_dashboard_refuses_anonymous_deletes(filled) -> None:
     url, _, env = filled
+    before = trials(url, "reported")
     process, base = _start_dashboard(url, env)
     try:
         study_id = optuna.load_study(study_name="reported", storage=urls.resolve_url(url))._study_id
@@ -229,7 +231,7 @@ def test_dashboard_refuses_anonymous_deletes(filled) -> None:
         assert _status(f"{base}/api/studies/{study_id}") == 200
     finally:
         _stop(process)
-    assert len(trials(url, "reported")) == 3  # intact
+    assert trials(url, "reported") == before  # intact
 
 
 def test_dashboard_password_is_required_when_set(filled, tmp_path) -> None:
