@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The smoke study needs only a few hundred images: the committed slice of real CIFAR-10 works offline.
 export SWEEPER_DATA_DIR ?= $(CURDIR)/tests/fixtures/cifar-10-batches-py
 
-.PHONY: setup demo test test-fast lint browser
+.PHONY: setup demo test test-fast lint system-packages
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,15 @@ demo: setup
 	$(BIN)/sweeper sweep studies/smoke.toml --workers 2
 	$(BIN)/sweeper report smoke
 
-# The dashboard's browser test drives Debian's Chromium (Playwright's own browser download
-# cannot work offline). Installing it needs root, as CI has; elsewhere the test says it skipped.
-browser:
-	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+# System packages the tests drive for real: Debian's Chromium for the dashboard's browser test
+# (Playwright's own browser download cannot work offline), PgBouncer for the Kubernetes tests,
+# kubectl (with kustomize) to render the manifests. Installing needs root, as CI has; elsewhere
+# the tests that need a missing one say they skipped, and why.
+system-packages:
+	@missing=""; for p in chromium pgbouncer kubectl; do command -v $$p >/dev/null || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 lint: setup
 	$(BIN)/ruff check .
@@ -38,5 +42,5 @@ test: test-fast
 
 # Everything but the load, outage and engine tests, on 3 processes: much of it waits on real
 # processes (workers, training children, PostgreSQL), so the two cores stay busy.
-test-fast: setup browser lint
+test-fast: setup system-packages lint
 	$(BIN)/python -m pytest -n 3 --dist worksteal -m "not slow and not engine"

@@ -22,6 +22,7 @@ from typing import TypeVar
 import optuna
 
 from sweeper import backends, fleet, retry
+from sweeper._launch import stopped_exit_code
 from sweeper.fleet import ClaimStatus, Reaper
 from sweeper.gpus import GpuSlot
 from sweeper.heartbeat import Heartbeat, Reach
@@ -98,7 +99,7 @@ class Worker:
     def _force_exit(self) -> None:
         log.warning("%s: storage did not answer within the stop grace; exiting now", self.name)
         self.child.kill()
-        os._exit(0)
+        os._exit(stopped_exit_code())
 
     def _db(self, action: Callable[[], T], what: str) -> T:
         return retry.retrying(action, what, url=self.store.url, on_transient=self._reach.failed)
@@ -142,11 +143,13 @@ class Worker:
             self.child.close()
         if self.stop.is_set():
             log.info("%s: stopped (%s)", self.name, self._stop_reason)
+            return stopped_exit_code()
         return 0
 
 
 def install_signal_handlers(on_stop: Callable[[str], None]) -> None:
-    """SIGTERM (docker stop) and Ctrl-C both end the current trial cleanly and exit 0."""
+    """SIGTERM (docker stop) and Ctrl-C both end the current trial cleanly and exit 0 (or
+    `SWEEPER_STOPPED_EXIT_CODE`)."""
 
     def handler(signum: int, _frame: object) -> None:
         on_stop(signal.Signals(signum).name)

@@ -1,0 +1,89 @@
+"""A real PgBouncer in transaction pooling in front of the test PostgreSQL, started by the tests.
+
+Debian's `pgbouncer` (installed by `make test` as root) refuses to run as root, so it runs as the
+`postgres` user. Clients authenticate with SCRAM against its userlist; PgBouncer then logs in to
+the server as the same user.
+"""
+
+from __future__ import annotations
+
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import sqlalchemy
+
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class PgBouncer:
+    """PgBouncer for one database: `pool_size` server connections shared by every client."""
+
+    def __init__(self, server_url: str, user: str, password: str, pool_size: int = 10) -> None:
+        server = sqlalchemy.engine.make_url(server_url)
+        self.port = free_port()
+        self.database = server.database
+        self.user, self.password, self.pool_size = user, password, pool_size
+        # A directory of its own: the postgres user cannot enter pytest's (root-only) temporary tree.
+        self.workdir = workdir = Path(tempfile.mkdtemp(prefix="sweeper-pgbouncer-"))
+        (workdir / "userlist.txt").write_text(f'"{user}" "{password}"\n')
+        (workdir / "pgbouncer.ini").write_text(
+            f"[databases]\n{self.database} = host={server.host} port={server.port or 5432} dbname={self.database}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = scram-sha-256\nauth_file = {workdir / 'userlist.txt'}\n"
+            f"pool_mode = transaction\ndefault_pool_size = {pool_size}\nmax_db_connections = {pool_size}\n"
+            "max_client_conn = 2000\nreserve_pool_size = 0\n"
+            f"logfile = {workdir / 'pgbouncer.log'}\npidfile = {workdir / 'pgbouncer.pid'}\n"
+        )
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        """A storage URL through the pooler, without the password (it comes from a file or is typed)."""
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+    def start(self) -> None:
+        postgres = pwd.getpwnam("postgres")
+        shutil.chown(self.workdir, postgres.pw_uid, postgres.pw_gid)
+        for path in self.workdir.iterdir():
+            shutil.chown(path, postgres.pw_uid, postgres.pw_gid)
+        self._process = subprocess.Popen(
+            ["runuser", "-u", "postgres", "--", PGBOUNCER, str(self.workdir / "pgbouncer.ini")],
+            stdout=(self.workdir / "stdout.log").open("w"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self._process.poll() is not None:
+                    break
+                time.sleep(0.2)
+        raise RuntimeError(f"PgBouncer did not start: {self.log()[-1500:]}")
+
+    def log(self) -> str:
+        return "".join(
+            p.read_text() for p in (self.workdir / "stdout.log", self.workdir / "pgbouncer.log") if p.exists()
+        )
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
