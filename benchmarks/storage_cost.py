@@ -84,7 +84,11 @@ def _plain_trial(study: optuna.Study, spec: StudySpec, epochs: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="checkpoints at 10 and 40 trials instead of 100 and 1000 (proves the script runs)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="checkpoints at 10 and 40 trials instead of 100 and 1000 (proves the script runs)",
+    )
     args = parser.parse_args()
     small, large = (10, 40) if args.quick else (100, 1000)
     window = 5 if args.quick else 20

@@ -95,7 +95,9 @@ def tomllib_load(path: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--quick", action="store_true", help="2 epochs on 300 images instead of 30 on the whole subset (proves the script runs)"
+        "--quick",
+        action="store_true",
+        help="2 epochs on 300 images instead of 30 on the whole subset (proves the script runs)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="rounds of A, then B once per trial count")
     parser.add_argument("--epochs", type=int, help="epochs per run (default 2 quick, 30 full)")
