@@ -88,3 +88,14 @@ def test_gpu_check_runs_its_packed_sweeps_on_the_cpu(bench_env: dict, tmp_path: 
         assert packing["exact_budget"] and packing["finished"] == 2 * packing["workers"]
         assert packing["devices"] == ["cpu"] and len(packing["gpu_peak_mb_per_worker"]) == packing["workers"]
         assert packing["images_per_second_training"] > packing["images_per_second_wall"] > 0
+
+
+def test_pgbouncer_scale_quick(bench_env: dict, result) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("PgBouncer runs as the postgres user, which needs root")
+    _run("pgbouncer_scale", "--quick", env=bench_env)
+    written = result("pgbouncer_scale")
+    sides = {row["side"]: row for row in written["rows"]}
+    assert set(sides) == {"pgbouncer", "direct"}
+    assert 0 < sides["pgbouncer"]["peak server connections"] <= written["summary"]["pool_size"]
+    assert written["summary"]["pgbouncer_exact_budget_everywhere"] is True
