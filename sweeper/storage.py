@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import random
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,6 +45,11 @@ def _engine_kwargs(url: str, pool_size: int) -> dict:
         "pool_timeout": 30,
         "connect_args": connect_args,
     }
+
+
+# Lock tries back off from a few milliseconds (claims are short) to a tenth of a second (so
+# many waiting workers poll PostgreSQL lightly).
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.005, 0.1
 
 
 @dataclass
@@ -167,11 +174,13 @@ def _lock(url: str, engine: sqlalchemy.Engine | None, name: str) -> Iterator[Non
         return
     # A transaction-level lock: it holds through PgBouncer's transaction pooling, where a
     # session-level lock would be taken on whichever server connection the pooler lent and
-    # exclude no one. Committing (or losing the connection) releases it.
+    # exclude no one. It is tried, not waited for: a waiter blocked inside a transaction would
+    # keep a pooled server connection, and with as many waiters as the pool has connections the
+    # holder could get none to finish its claim. Between tries the transaction is over, so the
+    # pooler lends the connection to others. Committing (or losing the connection) releases it.
     connection = engine.connect()
     try:
-        transaction = connection.begin()
-        connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+        transaction = _try_lock_until_taken(connection, name)
     except SQLAlchemyError:
         connection.close()
         raise
@@ -184,6 +193,18 @@ def _lock(url: str, engine: sqlalchemy.Engine | None, name: str) -> Iterator[Non
             pass  # the session is gone, and PostgreSQL dropped its locks with it
         finally:
             connection.close()
+
+
+def _try_lock_until_taken(connection: sqlalchemy.Connection, name: str) -> sqlalchemy.RootTransaction:
+    pause = _FIRST_PAUSE
+    while True:
+        transaction = connection.begin()
+        query = sqlalchemy.text("SELECT pg_try_advisory_xact_lock(hashtext(:name))")
+        if connection.execute(query, {"name": name}).scalar_one():
+            return transaction
+        transaction.commit()
+        time.sleep(pause * random.uniform(0.5, 1.5))  # jitter: waiters do not retry in step
+        pause = min(pause * 2, _LONGEST_PAUSE)
 
 
 @contextlib.contextmanager
