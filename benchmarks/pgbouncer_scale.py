@@ -193,13 +193,14 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", help="worker counts (default 8 32 128)")
     parser.add_argument("--epochs", type=int, default=10, help="1-second epochs per trial")
     parser.add_argument("--trials-per-worker", type=int, default=3)
+    parser.add_argument("--sides", nargs="+", choices=("pgbouncer", "direct"), default=["pgbouncer", "direct"])
     args = parser.parse_args()
     counts = args.counts or ([8] if args.quick else [8, 32, 128])
     epochs, per_worker = (2, 2) if args.quick else (args.epochs, args.trials_per_worker)
     base = studyfile.load(ROOT / "studies" / "cifar10-regularization.toml")
     rows = []
     for index, workers in enumerate(counts):
-        sides = ("pgbouncer", "direct") if index % 2 == 0 else ("direct", "pgbouncer")
+        sides = args.sides if index % 2 == 0 else args.sides[::-1]
         for side in sides:
             spec = base.model_copy(update={
                 "study": base.study.model_copy(update={"name": f"scale-{workers}", "budget": workers * per_worker}),
@@ -208,7 +209,7 @@ def main() -> None:
             })  # fmt: skip
             rows.append(_run(side, workers, spec, epoch_seconds=1.0))
             print(rows[-1], flush=True)
-    pooled = [r for r in rows if r["side"] == "pgbouncer"]
+    pooled = [r for r in rows if r["side"] == "pgbouncer"] or rows
     summary = {
         "pool_size": POOL_SIZE,
         "epochs_per_trial": epochs,
