@@ -47,9 +47,9 @@ def _engine_kwargs(url: str, pool_size: int) -> dict:
     }
 
 
-# Lock tries back off from a few milliseconds (claims are short) to a tenth of a second (so
-# many waiting workers poll PostgreSQL lightly).
-_FIRST_PAUSE, _LONGEST_PAUSE = 0.005, 0.1
+# Lock tries back off from a few milliseconds (claims are short) to half a second, so that a
+# hundred waiting workers poll PostgreSQL lightly and leave the CPU to the lock's holder.
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.005, 0.5
 
 
 @dataclass
