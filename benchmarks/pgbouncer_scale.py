@@ -37,7 +37,7 @@ from sweeper import storage, studyfile, urls
 from sweeper.fleet import open_study
 from sweeper.studyfile import StudySpec
 from sweeper.worker import Worker
-from tests.pgbouncer import PgBouncer
+from tests.pgbouncer import PgBouncer, own_database, server_connections
 
 PASSWORD = "bench-pw"
 POOL_SIZE = 10
@@ -81,15 +81,6 @@ def _worker_process(
         thread.join()
 
 
-def _server_connections(admin: sqlalchemy.Engine, database: str) -> int:
-    """Server connections to the study's database, this query's own left out."""
-    with admin.connect() as connection:
-        return connection.execute(
-            sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"),
-            {"db": database},
-        ).scalar_one()
-
-
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -100,13 +91,8 @@ def _percentile(values: list[float], q: float) -> float:
 def _run(side: str, workers: int, spec: StudySpec, epoch_seconds: float) -> dict[str, Any]:
     with scratch_postgres() as admin_url:
         database = sqlalchemy.engine.make_url(admin_url).database
+        own_database(admin_url, "sweeper", PASSWORD)
         admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(sqlalchemy.text(
-                f"DO $$ BEGIN CREATE ROLE sweeper LOGIN PASSWORD '{PASSWORD}'; "
-                "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-            ))  # fmt: skip
-            connection.execute(sqlalchemy.text(f'ALTER DATABASE "{database}" OWNER TO sweeper'))
         pooler = PgBouncer(admin_url, "sweeper", PASSWORD, pool_size=POOL_SIZE) if side == "pgbouncer" else None
         if pooler:
             pooler.start()
@@ -139,11 +125,11 @@ def _run(side: str, workers: int, spec: StudySpec, epoch_seconds: float) -> dict
                 errors.append(detail)
             else:
                 started += 1
-        peak = _server_connections(admin, database)
+        peak = server_connections(admin, database)
         go_time = datetime.datetime.now()
         go.set()
         while any(p.is_alive() for p in processes):
-            peak = max(peak, _server_connections(admin, database))
+            peak = max(peak, server_connections(admin, database))
             time.sleep(0.2)
         for process in processes:
             process.join()

@@ -26,6 +26,28 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def own_database(admin_url: str, user: str, password: str) -> None:
+    """Create the login role `user` if missing and give it the database of `admin_url`."""
+    database = sqlalchemy.engine.make_url(admin_url).database
+    admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(
+            f"DO $$ BEGIN CREATE ROLE {user} LOGIN PASSWORD '{password}'; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        ))  # fmt: skip
+        connection.execute(sqlalchemy.text(f'ALTER DATABASE "{database}" OWNER TO {user}'))
+    admin.dispose()
+
+
+def server_connections(admin: sqlalchemy.Engine, database: str) -> int:
+    """PostgreSQL's server connections to `database`, the asking one left out."""
+    with admin.connect() as connection:
+        return connection.execute(
+            sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"),
+            {"db": database},
+        ).scalar_one()
+
+
 class PgBouncer:
     """PgBouncer for one database: `pool_size` server connections shared by every client."""
 

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from sweeper import studyfile
 from tests.conftest import FIXTURE_DATA, ROOT
 from tests.fleet import assert_exact_budget, trials
-from tests.pgbouncer import PGBOUNCER, PgBouncer
+from tests.pgbouncer import PGBOUNCER, PgBouncer, own_database, server_connections
 
 DEPLOY = ROOT / "deploy" / "kubernetes"
 OVERLAYS = sorted(p.name for p in (DEPLOY / "overlays").iterdir())
@@ -129,31 +129,11 @@ def bouncer(pg_url: str) -> Iterator[PgBouncer]:
         pytest.skip("no pgbouncer (install Debian's pgbouncer; it runs as the postgres user, which needs root)")
     if os.geteuid() != 0:
         pytest.skip("PgBouncer refuses root and is started here as the postgres user, which needs root")
-    database = sqlalchemy.engine.make_url(pg_url).database
-    admin = sqlalchemy.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(
-            "DO $$ BEGIN CREATE ROLE sweeper LOGIN PASSWORD 'unused-trust-auth'; "
-            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-        ))  # fmt: skip
-        connection.execute(sqlalchemy.text(f'ALTER DATABASE "{database}" OWNER TO sweeper'))
-    admin.dispose()
+    own_database(pg_url, "sweeper", PASSWORD)
     pooler = PgBouncer(pg_url, "sweeper", PASSWORD, pool_size=10)
     pooler.start()
     yield pooler
     pooler.stop()
-
-
-def server_connections(pg_url: str) -> int:
-    database = sqlalchemy.engine.make_url(pg_url).database
-    admin = sqlalchemy.create_engine(pg_url)
-    with admin.connect() as connection:
-        count = connection.execute(
-            sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND usename = 'sweeper'"),
-            {"db": database},
-        ).scalar_one()
-    admin.dispose()
-    return count
 
 
 def as_process(container: dict, bouncer: PgBouncer, secrets_dir: Path, study: str) -> tuple[list[str], dict]:
@@ -187,14 +167,16 @@ def test_rendered_workers_and_report_run_through_pgbouncer(bouncer: PgBouncer, p
     workers = [subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT) for log in logs]
     peak = 0
     stopped = False
+    admin = sqlalchemy.create_engine(pg_url)
     while any(w.poll() is None for w in workers):
-        peak = max(peak, server_connections(pg_url))
+        peak = max(peak, server_connections(admin, bouncer.database))
         running = [t for t in trials(url, "smoke") if t.state == TrialState.RUNNING]
         if not stopped and running and sum(t.state == TrialState.COMPLETE for t in trials(url, "smoke")) >= 1:
             workers[0].send_signal(signal.SIGTERM)  # an eviction: the Job must see a failure to replace it
             stopped = True
         time.sleep(0.3)
     codes = [w.wait() for w in workers]
+    admin.dispose()
     output = "".join((tmp_path / f"worker-{i}.log").read_text() for i in range(3))
     assert codes[0] == int(env["SWEEPER_STOPPED_EXIT_CODE"]) and codes[1:] == [0, 0], output
     assert_exact_budget(url, "smoke", 6)
