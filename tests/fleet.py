@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 
 from sweeper import studyfile, urls
@@ -62,10 +63,17 @@ class WorkerProcess:
 
 
 def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials as stored now. Tests poll this many times a second: each read opens and
+    closes its own connection, so no pool waits for the garbage collector while PostgreSQL's
+    max_connections is shared by every test running at once."""
+    storage = optuna.storages.RDBStorage(urls.resolve_url(url), engine_kwargs={"poolclass": sqlalchemy.pool.NullPool})
     try:
-        return optuna.load_study(study_name=name, storage=urls.resolve_url(url)).get_trials()
+        return optuna.load_study(study_name=name, storage=storage).get_trials()
     except KeyError:
         return []
+    finally:
+        storage.remove_session()
+        storage.engine.dispose()
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 240, what: str = "condition") -> object:

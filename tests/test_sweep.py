@@ -7,22 +7,17 @@ import multiprocessing
 import subprocess
 from pathlib import Path
 
-import optuna
 from optuna.trial import TrialState
 
-from sweeper import storage, studyfile, urls
+from sweeper import storage, studyfile
 from tests.conftest import ROOT, run_sweeper, study_file, sweeper_command
+from tests.fleet import trials as stored_trials
 
 SMOKE = ROOT / "studies" / "smoke.toml"
 TRIAL_ATTRS = {
     "history", "best_epoch", "best_val_acc", "final_val_acc", "train_acc_at_best", "overfit_gap",
     "train_seconds", "images_per_second", "seed", "worker", "host", "gpu",
 }  # fmt: skip
-
-
-def load_trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
-    study = optuna.load_study(study_name=name, storage=urls.resolve_url(url))
-    return study.get_trials()
 
 
 def test_two_workers_from_two_shells_fill_one_study_on_postgresql(pg_url: str, cli_env: dict) -> None:
@@ -36,7 +31,7 @@ def test_two_workers_from_two_shells_fill_one_study_on_postgresql(pg_url: str, c
     assert [w.returncode for w in workers] == [0, 0], outputs
     assert all("Traceback" not in out for out in outputs), outputs
 
-    trials = load_trials(pg_url, spec.name)
+    trials = stored_trials(pg_url, spec.name)
     assert [t.state for t in trials].count(TrialState.RUNNING) == 0
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == spec.study.budget == len(trials)
@@ -76,7 +71,7 @@ def test_baseline_enqueued_once_when_workers_start_together(pg_url: str) -> None
     for process in starters:
         process.join(60)
     assert [p.exitcode for p in starters] == [0] * 6
-    trials = load_trials(pg_url, "smoke")
+    trials = stored_trials(pg_url, "smoke")
     assert [t.state for t in trials] == [TrialState.WAITING]
     assert trials[0].system_attrs["fixed_params"] == {"dropout": 0.2, "batchnorm": False, "learning_rate": 1e-4}
 
@@ -88,7 +83,7 @@ def test_pruned_trial_keeps_its_intermediate_values(pg_url: str, cli_env: dict, 
     )  # fmt: skip
     result = run_sweeper("worker", str(path), "--storage", pg_url, env=cli_env)
     assert result.returncode == 0, result.stderr
-    [trial] = load_trials(pg_url, "always-pruned")
+    [trial] = stored_trials(pg_url, "always-pruned")
     assert trial.state == TrialState.PRUNED
     assert list(trial.intermediate_values) == [1]
     assert 0 < trial.intermediate_values[1] <= 1 and trial.value == trial.intermediate_values[1]
@@ -102,7 +97,7 @@ def test_sweep_on_the_embedded_sqlite_default(cli_env: dict, tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "sweeper.db").is_file()
     assert "smoke-sqlite" in result.stdout
-    trials = load_trials(f"sqlite:///{tmp_path / 'sweeper.db'}", "smoke-sqlite")
+    trials = stored_trials(f"sqlite:///{tmp_path / 'sweeper.db'}", "smoke-sqlite")
     assert len(trials) == 3
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     assert all(math.isfinite(t.value) and 0 < t.value <= 1 for t in trials)
