@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from sweeper import backends, gpus
 from sweeper.errors import SweeperError
 from tests.conftest import run_sweeper, study_file
-from tests.test_sweep import load_trials
+from tests.fleet import trials as stored_trials
 
 
 def test_backend_comes_from_the_flag_then_the_environment_then_tensorflow(monkeypatch) -> None:
@@ -67,7 +67,7 @@ def test_jax_sweep_on_the_cpu_records_backend_and_device(cli_env: dict, tmp_path
     path = study_file(tmp_path, study={"name": "smoke-jax", "budget": 2})
     result = run_sweeper("sweep", str(path), "--workers", "2", env={**cli_env, "KERAS_BACKEND": "jax"}, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    trials = load_trials(f"sqlite:///{tmp_path / 'sweeper.db'}", "smoke-jax")
+    trials = stored_trials(f"sqlite:///{tmp_path / 'sweeper.db'}", "smoke-jax")
     assert len(trials) == 2 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     assert {t.user_attrs["backend"] for t in trials} == {"jax"}
     assert {t.user_attrs["device"] for t in trials} == {"cpu"}
