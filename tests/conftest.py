@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
 import tomllib
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,3 +121,17 @@ def study_file(tmp_path: Path, base: str = "smoke", **sections: dict) -> Path:
     path = tmp_path / f"{spec['study']['name']}.toml"
     path.write_text(tomli_w.dumps(spec))
     return path
+
+
+def http_status(url: str, method: str = "GET", auth: str | None = None) -> int:
+    """The HTTP status a request gets (with basic auth `user:password` if given); 0 while nothing listens."""
+    request = urllib.request.Request(url, method=method)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0

@@ -8,19 +8,16 @@ reason. In CI (root) a missing part fails them with the reason: they never pass 
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, http_status
 from tests.docker_engine import (
     COMPOSE,
     DASHBOARD_PASSWORD,
@@ -166,27 +163,14 @@ def test_a_killed_container_fails_its_trial_and_the_other_retries_it(project: Pr
     assert [t.state for t in retries if t.state != TrialState.FAIL], "the killed trial ran again with its parameters"
 
 
-def _get(url: str, password: str | None = None, method: str = "GET") -> int:
-    request = urllib.request.Request(url, method=method)
-    if password:
-        request.add_header("Authorization", "Basic " + base64.b64encode(f"sweeper:{password}".encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0  # not listening yet
-
-
 @pytest.mark.engine
 def test_dashboard_container_serves_with_its_secret_password_and_refuses_deletes(project: Project) -> None:
     project.compose("up", "-d", "dashboard")
-    wait_for(lambda: _get("http://127.0.0.1:8080/dashboard") == 401, timeout=180, what="the dashboard to answer")
+    wait_for(lambda: http_status("http://127.0.0.1:8080/dashboard") == 401, timeout=180, what="the dashboard to answer")
 
-    assert _get("http://127.0.0.1:8080/dashboard", DASHBOARD_PASSWORD) == 200
-    assert _get("http://127.0.0.1:8080/dashboard", "wrong") == 401
-    assert _get("http://127.0.0.1:8080/api/studies/0", DASHBOARD_PASSWORD, method="DELETE") == 403
+    assert http_status("http://127.0.0.1:8080/dashboard", auth=f"sweeper:{DASHBOARD_PASSWORD}") == 200
+    assert http_status("http://127.0.0.1:8080/dashboard", auth="sweeper:wrong") == 401
+    assert http_status("http://127.0.0.1:8080/api/studies/0", "DELETE", auth=f"sweeper:{DASHBOARD_PASSWORD}") == 403
     log = project.logs("dashboard")
     assert "password required" in log
     assert DASHBOARD_PASSWORD not in log and POSTGRES_PASSWORD not in log

@@ -7,7 +7,6 @@ than with a fixed count: they hold in any order.
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
@@ -16,8 +15,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +23,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeper import storage, urls
-from tests.conftest import ROOT, _fresh_database, run_sweeper, study_file, sweeper_command
+from tests.conftest import ROOT, _fresh_database, http_status, run_sweeper, study_file, sweeper_command
 from tests.fleet import FINISHED, trials, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -171,21 +168,8 @@ def _start_dashboard(url: str, env: dict, *extra: str) -> tuple[subprocess.Popen
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _status(base + "/api/meta") in (200, 401), timeout=60, what="the dashboard")
+    wait_for(lambda: http_status(base + "/api/meta") in (200, 401), timeout=60, what="the dashboard")
     return process, base
-
-
-def _status(url: str, method: str = "GET", auth: str | None = None) -> int:
-    request = urllib.request.Request(url, method=method)
-    if auth:
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
 
 
 def _stop(process: subprocess.Popen) -> str:
@@ -226,9 +210,9 @@ def test_dashboard_refuses_anonymous_deletes(filled) -> None:
     process, base = _start_dashboard(url, env)
     try:
         study_id = optuna.load_study(study_name="reported", storage=urls.resolve_url(url))._study_id
-        assert _status(f"{base}/api/studies/{study_id}", "DELETE") == 403
-        assert _status(f"{base}/api/studies/{study_id}/rename", "POST") == 403
-        assert _status(f"{base}/api/studies/{study_id}") == 200
+        assert http_status(f"{base}/api/studies/{study_id}", "DELETE") == 403
+        assert http_status(f"{base}/api/studies/{study_id}/rename", "POST") == 403
+        assert http_status(f"{base}/api/studies/{study_id}") == 200
     finally:
         _stop(process)
     assert trials(url, "reported") == before  # intact
@@ -240,9 +224,9 @@ def test_dashboard_password_is_required_when_set(filled, tmp_path) -> None:
     secret.write_text("s3cret-pass\n")
     process, base = _start_dashboard(url, {**env, "SWEEPER_DASHBOARD_PASSWORD_FILE": str(secret)})
     try:
-        assert _status(f"{base}/api/studies") == 401
-        assert _status(f"{base}/api/studies", auth="sweeper:wrong") == 401
-        assert _status(f"{base}/api/studies", auth="sweeper:s3cret-pass") == 200
+        assert http_status(f"{base}/api/studies") == 401
+        assert http_status(f"{base}/api/studies", auth="sweeper:wrong") == 401
+        assert http_status(f"{base}/api/studies", auth="sweeper:s3cret-pass") == 200
     finally:
         output = _stop(process)
     assert "s3cret-pass" not in output
