@@ -25,6 +25,7 @@ from sweeper.studyfile import StudySpec
 
 log = logging.getLogger("sweeper.fleet")
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+METRIC_NAME = "val_acc"
 
 
 class SpaceChangedError(SweeperError):
@@ -65,6 +66,8 @@ def open_study(
         study.set_user_attr("space_fingerprint", fingerprint)
         study.set_user_attr("budget", spec.study.budget)
         study.set_user_attr("spec", spec.model_dump(mode="json"))
+        if study.metric_names != [METRIC_NAME]:  # optuna-dashboard and `optuna trials` show it by name
+            study.set_metric_names([METRIC_NAME])
         if not attrs.get("baselines_enqueued"):
             for baseline in spec.baselines:
                 study.enqueue_trial(baseline.model_dump(), user_attrs={"baseline": True})
