@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweeper.child_output import StderrRelay, become_stderr
 from sweeper.protocol import ChildLost, ChildMessage, Done, Job, Reply, Train
 
 log = logging.getLogger("sweeper.trainer_process")
@@ -35,7 +36,10 @@ class TrainingProcess:
     trials_per_child: int
     child_growth_mb: float
     env: dict[str, str] = field(default_factory=dict)
+    verbose: bool = False
+    """Pass the backend's start-up INFO lines through to the log (they are left out by default)."""
     _process: Any = None
+    _relay: StderrRelay | None = None
     _conn: Any = None
     _trials_run: int = 0
     _first_peak_mb: float | None = None
@@ -107,11 +111,16 @@ class TrainingProcess:
     def _spawn(self) -> None:
         self._forget()
         parent_end, child_end = _SPAWN.Pipe()
+        self._relay = StderrRelay(self.verbose)
         self._process = _SPAWN.Process(
-            target=_child_main, args=(child_end, str(self.data_folder), self.env), name="sweeper-training", daemon=True
+            target=_child_main,
+            args=(child_end, str(self.data_folder), self.env, self._relay.write_end),
+            name="sweeper-training",
+            daemon=True,
         )
         self._process.start()
         child_end.close()
+        self._relay.close_write_end()
         self._conn = parent_end
         self._trials_run = 0
         self._first_peak_mb, self._peak_mb = None, 0.0
@@ -131,13 +140,22 @@ class TrainingProcess:
     def _forget(self) -> None:
         if self._conn is not None:
             self._conn.close()
+        if self._relay is not None:
+            self._relay.join()  # the child is gone: its last lines are out before the worker says why
         self._process = None
         self._conn = None
+        self._relay = None
 
 
-def _child_main(conn: multiprocessing.connection.Connection, data_folder: str, env: dict[str, str]) -> None:
-    """Child entry point: set the environment before TensorFlow loads, then serve jobs."""
+def _child_main(
+    conn: multiprocessing.connection.Connection,
+    data_folder: str,
+    env: dict[str, str],
+    stderr: multiprocessing.connection.Connection,
+) -> None:
+    """Child entry point: set the environment and stderr before TensorFlow loads, then serve jobs."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the worker decides
+    become_stderr(stderr)
     os.environ.update(env)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from sweeper import trainer
