@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeper import search
+from sweeper.events import EpochEnded, Event, TrialEnded, TrialStarted, epoch_line
 from sweeper.fleet import Progress
 from sweeper.protocol import METRICS, ChildLost, ChildMessage, Done, Epoch, Failed, Job
 from sweeper.recording import Recorder, Retrying
@@ -70,6 +71,10 @@ class TrialRunner:
     progress: Callable[[], Progress]
     name: str
     gpu_label: str
+    on_event: Callable[[Event], None] = lambda _event: None
+    """Told of each trial's start, epochs and end (`sweeper sweep`'s live view listens here)."""
+    epoch_lines: bool = True
+    """Log a line per epoch; the trial's start and end are logged either way."""
 
     def run(self, trial: optuna.trial.Trial) -> Outcome:
         try:
@@ -92,6 +97,7 @@ class TrialRunner:
         seed = self.spec.sampler.seed + trial.number
         params = {name: trial.params[name] for name in self.spec.space.distributions()}
         log.info("%s: trial %d started: %s", self.name, trial.number, search.format_params(params))
+        self.on_event(TrialStarted(self.name, trial.number, search.format_params(params), training.epochs))
         started = time.monotonic()
         job = Job(params, training.epochs, training.batch_size, seed, training.jit_compile, training.mixed_precision)
         self.child.start(job)
@@ -117,6 +123,7 @@ class TrialRunner:
                     return self._finish(trial, state, {**attrs, **summary, **extra}, history, started)
                 case Epoch():
                     pruned_because = self._judge(trial, message, history)
+                    self._tell_epoch(trial, message, history)
                     self.child.reply(keep_going=not pruned_because)
 
     def _judge(self, trial: optuna.trial.Trial, epoch: Epoch, history: dict[str, list[float]]) -> str:
@@ -131,6 +138,16 @@ class TrialRunner:
             return f"pruned by {self.spec.pruner.type} at epoch {epoch.epoch}"
         return ""
 
+    def _tell_epoch(self, trial: optuna.trial.Trial, epoch: Epoch, history: dict[str, list[float]]) -> None:
+        finite = [value for value in history["val_acc"] if math.isfinite(value)]
+        event = EpochEnded(
+            self.name, trial.number, epoch.epoch, self.spec.training.epochs,
+            epoch.metric("val_acc"), max(finite, default=float("nan")), epoch.seconds,
+        )  # fmt: skip
+        if self.epoch_lines:
+            log.info("%s", epoch_line(event))
+        self.on_event(event)
+
     def _finish(
         self, trial: optuna.trial.Trial, state: TrialState, attrs: dict, history: dict, started: float
     ) -> TrialState:
@@ -142,9 +159,11 @@ class TrialRunner:
             self.name, frozen.number, frozen.state.name, value, len(history.get("val_acc", [])),
             time.monotonic() - started, now.finished, now.budget,
         )  # fmt: skip
+        self.on_event(TrialEnded(self.name, frozen.number, frozen.state.name))
         return frozen.state
 
     def _fail(self, trial: optuna.trial.Trial, attrs: dict, history: dict, reason: str, started: float) -> TrialState:
         self.recorder.fail(trial, attrs, history, reason, started)
         log.warning("%s: trial %d FAIL: %s (queued again unless out of retries)", self.name, trial.number, reason)
+        self.on_event(TrialEnded(self.name, trial.number, TrialState.FAIL.name))
         return TrialState.FAIL

@@ -23,6 +23,7 @@ import optuna
 
 from sweeper import backends, fleet, retry
 from sweeper._launch import stopped_exit_code
+from sweeper.events import Event
 from sweeper.fleet import ClaimStatus, Reaper
 from sweeper.gpus import GpuSlot
 from sweeper.heartbeat import Heartbeat, Reach
@@ -59,12 +60,21 @@ class Worker:
     name: str = field(default_factory=lambda: default_name())
     child: TrainingChild | None = None
     """The training process; benchmarks pass one that sleeps instead of training."""
+    on_event: Callable[[Event], None] = lambda _event: None
+    """Told of each trial's start, epochs and end (`--events json` writes them for `sweeper sweep`)."""
+    epoch_lines: bool = True
+    verbose: bool = False
+    """Let the training child's backend start-up INFO lines through to the log."""
     _stop_reason: str = ""
 
     def __post_init__(self) -> None:
         fleet_spec = self.spec.fleet
         self.child = self.child or TrainingProcess(
-            self.data_folder, fleet_spec.trials_per_child, fleet_spec.child_growth_mb, self.gpu.child_env(self.backend)
+            self.data_folder,
+            fleet_spec.trials_per_child,
+            fleet_spec.child_growth_mb,
+            self.gpu.child_env(self.backend),
+            verbose=self.verbose,
         )
         self._reach = Reach()
         self._heartbeat = Heartbeat(self.store.storage, fleet_spec.heartbeat_seconds, self._reach)
@@ -80,6 +90,8 @@ class Worker:
             progress=lambda: fleet.progress(self.study, self.spec.study.budget),
             name=self.name,
             gpu_label=self.gpu.label,
+            on_event=self.on_event,
+            epoch_lines=self.epoch_lines,
         )
 
     def request_stop(self, reason: str) -> None:
