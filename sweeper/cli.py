@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 from tabulate import tabulate
 
-from sweeper import backends, data, retry, search, storage, studyfile, urls
+from sweeper import backends, data, events, retry, search, storage, studyfile, urls
 from sweeper.errors import SweeperError
 from sweeper.summary import summaries
 
@@ -32,6 +32,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sweeper", description="Hyperparameter sweeps of the tutorial CNN on CIFAR-10.")
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also show the Keras backend's start-up messages from training"
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def storage_option(p: argparse.ArgumentParser) -> None:
@@ -59,13 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
             "--gpu-fallback", choices=("wait", "cpu"), default="wait", help="with --gpu auto and no free GPU"
         )
 
+    def epoch_lines_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--no-epoch-lines", action="store_true", help="log trials' starts and ends, not every epoch")
+
     worker = commands.add_parser("worker", help="run trials of a study until its budget is met")
     worker.add_argument("study_file")
     storage_option(worker)
     data_option(worker)
     worker.add_argument("--n-trials", type=_positive_int, help="stop after this many trials from this worker")
+    worker.add_argument("--events", choices=("json",), help="also write progress events to stdout (for `sweep`)")
     study_options(worker)
     gpu_options(worker)
+    epoch_lines_option(worker)
     worker.set_defaults(func=cmd_worker)
 
     sweep = commands.add_parser("sweep", help="run N local workers on one study and wait for them")
@@ -75,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_option(sweep)
     study_options(sweep)
     gpu_options(sweep)
+    epoch_lines_option(sweep)
+    sweep.add_argument("--no-live", action="store_true", help="plain log lines even on a terminal")
     sweep.set_defaults(func=cmd_sweep)
 
     studies = commands.add_parser("studies", help="list the studies in a storage")
@@ -160,7 +170,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "opening the study",
             url=url,
         )
-        worker = Worker(spec, store, study, folder, n_trials=args.n_trials, gpu=gpu, backend=backend, stop=stop)
+        worker = Worker(
+            spec, store, study, folder, n_trials=args.n_trials, gpu=gpu, backend=backend, stop=stop,
+            on_event=events.JsonLines() if args.events == "json" else lambda _event: None,
+            epoch_lines=not args.no_epoch_lines, verbose=args.verbose or args.debug,
+        )  # fmt: skip
         install_signal_handlers(worker.request_stop)
         log.info("%s: joined study %s on %s (%s, GPU %s)", worker.name, spec.name, urls.mask(url), backend, gpu.label)
         return worker.run()
@@ -176,12 +190,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     backend = backends.resolve(args.backend)
     url = urls.resolve_url(args.storage)
     data.prepare(data.resolve_data_dir(args.data_dir), spec.training)  # once, before the workers race for it
-    worker_args = [*(["--debug"] if args.debug else []), "worker", args.study_file]
+    flags = [flag for flag, on in (("--debug", args.debug), ("--verbose", args.verbose)) if on]
+    worker_args = [*flags, "worker", args.study_file]
     worker_args += ["--data-dir", args.data_dir] if args.data_dir else []
     worker_args += _gpu_args(args, backend)
     worker_args += [flag for flag, on in (("--allow-space-change", args.allow_space_change),
-                                          ("--allow-budget-change", args.allow_budget_change)) if on]  # fmt: skip
-    code = run_workers(args.workers, worker_args, url)
+                                          ("--allow-budget-change", args.allow_budget_change),
+                                          ("--no-epoch-lines", args.no_epoch_lines)) if on]  # fmt: skip
+    live = not args.no_live and sys.stderr.isatty()
+    code = run_workers(args.workers, worker_args, url, live=spec if live else None)
     store = storage.connect(url)
     try:
         rows = [row for row in summaries(store) if row["study"] == spec.name]

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
+import os
+import re
+import select
 import subprocess
+import sys
+import time
 from pathlib import Path
 
+import optuna
 from optuna.trial import TrialState
 
 from sweeper import storage, studyfile
@@ -97,7 +104,51 @@ def test_sweep_on_the_embedded_sqlite_default(cli_env: dict, tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "sweeper.db").is_file()
     assert "smoke-sqlite" in result.stdout
-    trials = stored_trials(f"sqlite:///{tmp_path / 'sweeper.db'}", "smoke-sqlite")
+    url = f"sqlite:///{tmp_path / 'sweeper.db'}"
+    trials = stored_trials(url, "smoke-sqlite")
     assert len(trials) == 3
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     assert all(math.isfinite(t.value) and 0 < t.value <= 1 for t in trials)
+    # Not a terminal: plain log lines, one per epoch, and none of TensorFlow's start-up noise.
+    log = result.stderr
+    assert re.search(r"trial \d+ epoch 1/2 val_acc=0\.\d{4} best=0\.\d{4} \d+\.\ds/epoch", log), log
+    assert "oneDNN" not in log and "absl" not in log and "\x1b" not in log, log
+    # Stock Optuna names the study's metric.
+    assert optuna.load_study(study_name="smoke-sqlite", storage=url).metric_names == ["val_acc"]
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("optuna")), "trials", "--study-name", "smoke-sqlite", "--storage", url,
+         "-f", "json"], capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert all("val_acc" in trial["value"] for trial in json.loads(listed.stdout))
+
+
+def test_sweep_on_a_terminal_shows_each_workers_epochs_and_an_eta(cli_env: dict, tmp_path: Path) -> None:
+    path = study_file(tmp_path, study={"name": "smoke-live", "budget": 3})
+    screen = _run_on_a_terminal(sweeper_command("sweep", str(path), "--workers", "2"), cli_env, tmp_path)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)  # the redraws' cursor moves
+    worker_rows = re.findall(r"^(\S+:\d+) +\d+ +dropout=\S+ batchnorm=\S+ learning_rate=\S+ +(\d)/2 ", text, re.M)
+    assert {worker for worker, epoch in worker_rows if epoch == "1"} and len({w for w, _ in worker_rows}) == 2, text
+    assert re.search(r"study smoke-live: \d/3 finished, \d pruned, .* \| ETA \d+m\d\ds at most \|", text), text
+    assert "trial 0 started" in text and "oneDNN" not in text  # log lines scroll above the view
+    assert "smoke-live" in text.rsplit("study smoke-live:", 1)[-1]  # the final table
+
+
+def _run_on_a_terminal(command: list[str], env: dict, cwd: Path, timeout: float = 300) -> str:
+    """Everything a real pseudo-terminal showed while `command` ran to its end."""
+    controller, terminal = os.openpty()
+    env = {**env, "TERM": "xterm-256color", "COLUMNS": "200", "LINES": "50"}
+    process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal, env=env, cwd=cwd)
+    os.close(terminal)
+    screen, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 1)
+        try:
+            chunk = os.read(controller, 65536) if ready else b""
+        except OSError:  # the terminal closed: every process on it has exited
+            break
+        screen += chunk
+        if not chunk and process.poll() is not None:
+            break
+    os.close(controller)
+    assert process.wait(timeout=10) == 0, screen.decode(errors="replace")[-3000:]
+    return screen.decode(errors="replace").replace("\r", "\n")
