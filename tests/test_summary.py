@@ -51,7 +51,27 @@ def test_best_is_the_best_complete_trial_and_the_baseline_is_described_from_its_
     assert (
         "the baseline (dropout 0.25, batch normalization off, learning rate 0.001) reached 0.4000" in content["answer"]
     )
-    assert "Least overfitting: batch normalization on with dropout 0.40-0.50 (median gap 0.050)" in content["answer"]
+    assert (
+        "Least overfitting among the groups whose median val_acc is within 0.03 of the best group's (0.5500): "
+        "batch normalization on with dropout 0.40-0.50 (median gap 0.050, median val_acc 0.5500)." in content["answer"]
+    )
+
+
+def test_a_group_that_barely_learned_is_not_named_least_overfitting() -> None:
+    study = optuna.create_study(direction="maximize", study_name="underfit")
+    study.set_user_attr("spec", {"space": {"dropout": {"low": 0.2, "high": 0.5}}})
+    for value, dropout, batchnorm, gap in [
+        (0.56, 0.45, True, 0.08), (0.55, 0.25, True, 0.12), (0.20, 0.45, False, 0.01), (0.54, 0.25, False, 0.10)
+    ]:  # fmt: skip
+        study.add_trial(_trial(value, dropout, batchnorm, 1e-3, gap))
+    answer = summary.summary(study, "x")["answer"]
+    assert (
+        "(0.5600): batch normalization on with dropout 0.40-0.50 (median gap 0.080, median val_acc 0.5600)." in answer
+    )
+    assert (
+        "Batch normalization off with dropout 0.40-0.50 has a smaller median gap (0.010) "
+        "but learned less (median val_acc 0.2000)." in answer
+    )
 
 
 def test_regularizer_table_bins_dropout_by_the_study_space_per_batchnorm() -> None:
