@@ -32,7 +32,11 @@ from sweeper import figures, storage, summary, urls
 from sweeper.errors import SweeperError
 
 log = logging.getLogger("sweeper.dashboard")
-CHARTS = {"regularizer": figures.regularizer_chart, "overfit-gap": figures.gap_chart}
+CHARTS = {
+    "regularizer": figures.regularizer_chart,
+    "overfit-gap": figures.gap_chart,
+    "progress": figures.progress_chart,
+}
 READS = ("GET", "HEAD", "OPTIONS")
 
 

@@ -35,6 +35,7 @@ def all_figures(study: optuna.Study) -> dict[str, go.Figure]:
         "curves": learning_curves(table),
         "importance": importance_chart(study),
         "timeline": timeline_chart(table),
+        "progress": progress_chart(table),
     }
 
 
@@ -173,4 +174,35 @@ def timeline_chart(table: list[Row]) -> go.Figure:
     figure.update_layout(
         title="Trials over time, per worker", barmode="overlay", xaxis={"type": "date"}, yaxis_title="worker"
     )
+    return figure
+
+
+def progress_chart(table: list[Row]) -> go.Figure:
+    """The best val_acc so far against finished trials and against epochs spent: whether to stop early.
+
+    Trials count in the order they finished; epochs spent include those of pruned and failed
+    trials (each reported epoch cost its training time), so pruning shows as a steeper curve.
+    """
+    ended = sorted((r for r in table if r.trial.datetime_complete is not None), key=lambda r: r.trial.datetime_complete)
+    best, epochs, points = -math.inf, 0, []
+    for count, row in enumerate(ended, start=1):
+        epochs += len(row.trial.intermediate_values)
+        if row.state == "COMPLETE" and row.val_acc is not None:
+            best = max(best, row.val_acc)
+        if best > -math.inf:
+            points.append((count, epochs, best, row.number))
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("against finished trials", "against epochs spent"))
+    for col, x_of in ((1, lambda p: p[0]), (2, lambda p: p[1])):
+        figure.add_trace(
+            go.Scatter(
+                x=[x_of(p) for p in points], y=[p[2] for p in points], mode="lines+markers", line_shape="hv",
+                name="best val_acc so far", showlegend=col == 1, line={"color": "#2ca02c"},
+                text=[f"after trial {p[3]}" for p in points], hovertemplate="%{y:.4f} %{text}<extra></extra>",
+            ),
+            row=1, col=col,
+        )  # fmt: skip
+    figure.update_xaxes(title_text="trials finished", row=1, col=1)
+    figure.update_xaxes(title_text="epochs trained", row=1, col=2)
+    figure.update_yaxes(title_text="best val_acc so far", row=1, col=1)
+    figure.update_layout(title="Progress: the best val_acc so far")
     return figure

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def test_html_report_is_self_contained_with_every_figure(filled, tmp_path) -> No
     result = run_sweeper("report", "reported", "--storage", url, "-f", "html", "--out", str(out), env=env)
     assert result.returncode == 0, result.stderr
     page = out.read_text()
-    for name in ("regularizer", "learning_rate", "gap", "curves", "importance", "timeline"):
+    for name in ("regularizer", "learning_rate", "gap", "curves", "importance", "timeline", "progress"):
         assert f'id="figure-{name}"' in page
     assert "<script src=" not in page and "Plotly.newPlot" in page and len(page) > 3_000_000  # plotly.js inline
 
@@ -212,7 +213,8 @@ def test_dashboard_refuses_anonymous_deletes(filled) -> None:
         study_id = optuna.load_study(study_name="reported", storage=urls.resolve_url(url))._study_id
         assert http_status(f"{base}/api/studies/{study_id}", "DELETE") == 403
         assert http_status(f"{base}/api/studies/{study_id}/rename", "POST") == 403
-        assert http_status(f"{base}/api/studies/{study_id}") == 200
+        with urllib.request.urlopen(f"{base}/api/studies/{study_id}", timeout=30) as response:
+            assert json.load(response)["objective_names"] == ["val_acc"]  # not "Objective 0"
     finally:
         _stop(process)
     assert trials(url, "reported") == before  # intact
@@ -263,6 +265,7 @@ def test_dashboard_in_a_browser_shows_the_regularizer_chart_updating_live(filled
             wait_for(
                 lambda: _regularizer_points(page) == finished + 1, timeout=60, what="the chart's points"
             )  # +1: baseline star
+            assert page.locator(".js-plotly-plot", has_text="Progress: the best val_acc so far").count() == 1
             page.screenshot(path=str(ARTIFACTS / "dashboard-before.png"), full_page=True)
 
             result = run_sweeper("worker", str(path), "--storage", url, "--n-trials", "1", env=env)
