@@ -2,12 +2,14 @@
 server pool of 10) and straight to PostgreSQL, side by side.
 
 Each worker runs the real worker loop (claims under the study lock, heartbeats, reports, tell)
-with a training child that sleeps through 1-second epochs, so neither TensorFlow nor the 2 cores
-limit the fleet; the workers are threads, 16 to a process, each with its own connections, as
-separate workers have. Measured: the peak number of PostgreSQL server connections, trials per
-second, claim latency (from a worker's previous trial's end, or the start signal, to its next
-trial's start) p50/p99, scaling efficiency against the ideal (every worker busy sleeping all the
-time), the exact budget, and the errors. Sides alternate within each worker count.
+with a training child that sleeps through 1-second epochs instead of loading TensorFlow. The
+workers are threads, 16 to a process (or each its own forked process with
+`--threads-per-process 1`), each with its own connections, as separate workers have. Measured:
+the peak number of PostgreSQL server connections, trials per second, claim latency (from a
+worker's previous trial's end, or the start signal, to its next trial's start) p50/p99, scaling
+efficiency against the ideal (every worker busy sleeping all the time), the exact budget, and the
+errors. Sides alternate within each worker count. Runs with other counts, sides or threads write
+`pgbouncer_scale-partial.json`, leaving the full table's file alone.
 
 Needs root (PgBouncer runs as the postgres user) and Debian's pgbouncer.
 
@@ -88,7 +90,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _run(side: str, workers: int, spec: StudySpec, epoch_seconds: float) -> dict[str, Any]:
+def _run(side: str, workers: int, spec: StudySpec, epoch_seconds: float, per_process: int) -> dict[str, Any]:
     with scratch_postgres() as admin_url:
         database = sqlalchemy.engine.make_url(admin_url).database
         own_database(admin_url, "sweeper", PASSWORD)
@@ -102,11 +104,12 @@ def _run(side: str, workers: int, spec: StudySpec, epoch_seconds: float) -> dict
                 sqlalchemy.engine.make_url(admin_url).set(username="sweeper", password=PASSWORD).render_as_string(False)
             )
         url = urls.resolve_url(url)
-        context = multiprocessing.get_context("spawn")
+        # One worker per process is forked (128 fresh interpreters would not fit in memory here).
+        context = multiprocessing.get_context("spawn" if per_process > 1 else "fork")
         ready, go = context.Queue(), context.Event()
         processes = []
-        for first in range(0, workers, THREADS_PER_PROCESS):
-            count = min(THREADS_PER_PROCESS, workers - first)
+        for first in range(0, workers, per_process):
+            count = min(per_process, workers - first)
             process = context.Process(
                 target=_worker_process, args=(url, spec.model_dump(mode="json"), first, count, epoch_seconds, ready, go)
             )
@@ -180,6 +183,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="1-second epochs per trial")
     parser.add_argument("--trials-per-worker", type=int, default=3)
     parser.add_argument("--sides", nargs="+", choices=("pgbouncer", "direct"), default=["pgbouncer", "direct"])
+    parser.add_argument(
+        "--threads-per-process", type=int, default=THREADS_PER_PROCESS,
+        help="workers per process (1: each worker its own process, as in a real fleet)",
+    )  # fmt: skip
     args = parser.parse_args()
     counts = args.counts or ([8] if args.quick else [8, 32, 128])
     epochs, per_worker = (2, 2) if args.quick else (args.epochs, args.trials_per_worker)
@@ -193,7 +200,7 @@ def main() -> None:
                 "training": base.training.model_copy(update={"epochs": epochs}),
                 "baselines": [],
             })  # fmt: skip
-            rows.append(_run(side, workers, spec, epoch_seconds=1.0))
+            rows.append(_run(side, workers, spec, epoch_seconds=1.0, per_process=args.threads_per_process))
             print(rows[-1], flush=True)
     pooled = [r for r in rows if r["side"] == "pgbouncer"] or rows
     summary = {
@@ -210,7 +217,8 @@ def main() -> None:
         "median_efficiency": statistics.median(r["efficiency"] for r in pooled),
         "goal": f"through PgBouncer: at most {POOL_SIZE} server connections, efficiency >= 0.9, exact budget, no error",
     }
-    write("pgbouncer_scale", "quick" if args.quick else "full", rows, summary)
+    partial = args.counts or args.sides != ["pgbouncer", "direct"] or args.threads_per_process != THREADS_PER_PROCESS
+    write("pgbouncer_scale", "quick" if args.quick else ("partial" if partial else "full"), rows, summary)
 
 
 if __name__ == "__main__":
