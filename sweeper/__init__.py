@@ -7,6 +7,7 @@ What a program may use (imported on first use, so `import sweeper` stays instant
     study = sweeper.open_study(store, spec)
     sweeper.Worker(spec, store, study, data_folder).run()
     sweeper.summary(study, "sqlite:///sweeper.db")["answer"]
+    model = sweeper.load_model("smoke")  # the best trial's trained keras.Model (or trial=N)
 
 Everything else is the command line's (`sweeper --help`) and may change.
 """
@@ -24,6 +25,7 @@ _PUBLIC = {
     "open_study": ("sweeper.fleet", "open_study"),
     "Worker": ("sweeper.worker", "Worker"),
     "summary": ("sweeper.summary", "summary"),
+    "load_model": ("sweeper.export", "load_model"),
 }
 __all__ = [*_PUBLIC, "__version__"]
 

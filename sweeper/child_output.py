@@ -10,11 +10,13 @@ relay lives in the worker, not the child, so a child that crashes still has its 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing.connection
 import os
 import re
 import sys
 import threading
+from collections.abc import Iterator
 from typing import BinaryIO
 
 _NOISE = (
@@ -63,3 +65,19 @@ def become_stderr(write_end: multiprocessing.connection.Connection) -> None:
     """In the child, before a backend is imported: descriptor 2 (and so `sys.stderr`) is the relay's pipe."""
     os.dup2(write_end.fileno(), 2)
     write_end.close()
+
+
+@contextlib.contextmanager
+def filtered_stderr(verbose: bool) -> Iterator[None]:
+    """This process's own descriptor 2 through a relay, while a backend loads and runs here (`sweeper export`)."""
+    saved = os.dup(2)
+    relay = StderrRelay(verbose, os.fdopen(os.dup(saved), "wb"))
+    os.dup2(relay.write_end.fileno(), 2)
+    relay.close_write_end()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last write end closes: the relay reads to its end
+        os.close(saved)
+        relay.join()

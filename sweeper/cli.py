@@ -12,14 +12,13 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
-from typing import Any
 
 import optuna
-from tabulate import tabulate
 
-from sweeper import backends, data, events, retry, search, storage, studyfile, urls
+from sweeper import backends, data, events, retry, storage, studyfile, urls
+from sweeper._argtypes import gpu_choice, port, positive_int
 from sweeper.errors import SweeperError
-from sweeper.summary import summaries
+from sweeper.summary import studies_table, summaries
 
 log = logging.getLogger("sweeper")
 
@@ -54,10 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
             "--backend", help="Keras backend: tensorflow, jax or torch (default: $KERAS_BACKEND, else tensorflow)"
         )
         p.add_argument(
-            "--gpu", type=_gpu_choice, default="auto",
+            "--gpu", type=gpu_choice, default="auto",
             help="auto (claim a free GPU, else the CPU), require (a GPU or exit 2), none, or a GPU index",
         )  # fmt: skip
-        p.add_argument("--workers-per-gpu", type=_positive_int, default=1, help="pack K workers on each GPU")
+        p.add_argument("--workers-per-gpu", type=positive_int, default=1, help="pack K workers on each GPU")
         p.add_argument(
             "--gpu-fallback", choices=("wait", "cpu"), default="wait", help="with --gpu auto and no free GPU"
         )
@@ -69,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("study_file")
     storage_option(worker)
     data_option(worker)
-    worker.add_argument("--n-trials", type=_positive_int, help="stop after this many trials from this worker")
+    worker.add_argument("--n-trials", type=positive_int, help="stop after this many trials from this worker")
     worker.add_argument("--events", choices=("json",), help="also write progress events to stdout (for `sweep`)")
     study_options(worker)
     gpu_options(worker)
@@ -78,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="run N local workers on one study and wait for them")
     sweep.add_argument("study_file")
-    sweep.add_argument("--workers", type=_positive_int, default=2)
+    sweep.add_argument("--workers", type=positive_int, default=2)
     storage_option(sweep)
     data_option(sweep)
     study_options(sweep)
@@ -99,23 +98,25 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="write to this file instead of standard output")
     report.set_defaults(func=cmd_report)
 
+    export = commands.add_parser("export", help="write a trial's kept model to a .keras file and check it")
+    export.add_argument("study_name")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--best", action="store_true", help="the best trial with a kept model")
+    which.add_argument("--trial", type=int, help="this trial number")
+    export.add_argument("--out", required=True, help="the .keras file to write")
+    storage_option(export)
+    data_option(export)
+    export.add_argument("--no-evaluate", action="store_true", help="copy only; skip re-evaluating val_acc")
+    export.set_defaults(func=cmd_export)
+
     dashboard = commands.add_parser("dashboard", help="optuna-dashboard with live regularizer charts")
     storage_option(dashboard)
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    dashboard.add_argument("--port", type=_port, default=8080)
+    dashboard.add_argument("--port", type=port, default=8080)
     dashboard.add_argument("--allow-writes", action="store_true", help="let visitors change and delete studies")
     dashboard.add_argument("--refresh-seconds", type=float, default=5.0, help="how often the live charts are checked")
     dashboard.set_defaults(func=cmd_dashboard)
     return parser
-
-
-def _gpu_choice(text: str) -> str:
-    from sweeper.gpus import parse_choice
-
-    try:
-        return parse_choice(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _gpu_args(args: argparse.Namespace, backend: str) -> list[str]:
@@ -125,31 +126,16 @@ def _gpu_args(args: argparse.Namespace, backend: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _port(text: str) -> int:
-    value = _positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
-    from sweeper import gpus
+    from sweeper import gpus, kept_models
     from sweeper.fleet import open_study
     from sweeper.worker import Worker, install_signal_handlers
 
     spec = studyfile.load(args.study_file)
     backend = backends.resolve(args.backend)
     url = urls.resolve_url(args.storage)
+    models_url = kept_models.store_url(spec.artifacts, url)
+    model_store = kept_models.open_store(models_url)  # checked now, not after a trial has trained
     stop = threading.Event()
     install_signal_handlers(lambda _reason: stop.set())  # until a trial can be running
     folder = data.prepare(data.resolve_data_dir(args.data_dir), spec.training)
@@ -174,6 +160,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
             spec, store, study, folder, n_trials=args.n_trials, gpu=gpu, backend=backend, stop=stop,
             on_event=events.JsonLines() if args.events == "json" else lambda _event: None,
             epoch_lines=not args.no_epoch_lines, verbose=args.verbose or args.debug,
+            keeper=kept_models.ModelKeeper(
+                model_store, models_url, spec.artifacts.keep_top, lambda: store.lock(spec.name)
+            ),
         )  # fmt: skip
         install_signal_handlers(worker.request_stop)
         log.info("%s: joined study %s on %s (%s, GPU %s)", worker.name, spec.name, urls.mask(url), backend, gpu.label)
@@ -184,11 +173,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from sweeper import kept_models
     from sweeper.sweep import run_workers
 
     spec = studyfile.load(args.study_file)
     backend = backends.resolve(args.backend)
     url = urls.resolve_url(args.storage)
+    kept_models.open_store(kept_models.store_url(spec.artifacts, url))  # one clear error, not one per worker
     data.prepare(data.resolve_data_dir(args.data_dir), spec.training)  # once, before the workers race for it
     flags = [flag for flag, on in (("--debug", args.debug), ("--verbose", args.verbose)) if on]
     worker_args = [*flags, "worker", args.study_file]
@@ -204,7 +195,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         rows = [row for row in summaries(store) if row["study"] == spec.name]
     finally:
         store.close()
-    print(_table(rows))
+    print(studies_table(rows))
     return code
 
 
@@ -218,7 +209,7 @@ def cmd_studies(args: argparse.Namespace) -> int:
         print(json.dumps({"storage": urls.mask(store.url), "studies": rows}, indent=2))
     elif rows:
         print(f"storage: {urls.mask(store.url)}")
-        print(_table(rows))
+        print(studies_table(rows))
     else:
         print(f"storage: {urls.mask(store.url)}\nno studies yet: start one with 'sweeper worker studies/smoke.toml'")
     return 0
@@ -244,6 +235,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sweeper.export import export
+
+    url = urls.resolve_url(args.storage)
+    line = export(
+        url, args.study_name, args.trial, Path(args.out),
+        evaluate=not args.no_evaluate, data_dir=args.data_dir, verbose=args.verbose or args.debug,
+    )  # fmt: skip
+    print(line)
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from sweeper import dashboard
 
@@ -254,17 +259,6 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         allow_writes=args.allow_writes,
         refresh_seconds=args.refresh_seconds,
     )
-
-
-def _table(rows: list[dict[str, Any]]) -> str:
-    def cell(value: Any) -> Any:
-        if isinstance(value, float):
-            return f"{value:.4f}"
-        if isinstance(value, dict):
-            return search.format_params(value)
-        return "-" if value is None else value
-
-    return tabulate([{k: cell(v) for k, v in row.items()} for row in rows], headers="keys")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,9 +27,11 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
 import optuna_dashboard
+from optuna.artifacts import FileSystemArtifactStore
 
-from sweeper import figures, storage, summary, urls
+from sweeper import figures, kept_models, storage, summary, urls
 from sweeper.errors import SweeperError
+from sweeper.studyfile import Artifacts
 
 log = logging.getLogger("sweeper.dashboard")
 CHARTS = {
@@ -151,11 +153,23 @@ class _QuietHandler(WSGIRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
+def _model_store(url: str) -> FileSystemArtifactStore | None:
+    """The kept models' store ($SWEEPER_ARTIFACTS, else beside a SQLite file), so trial pages list them."""
+    try:
+        return kept_models.open_store(kept_models.store_url(Artifacts(), url), create=False)
+    except SweeperError as exc:
+        log.info("dashboard: trials' models not listed (%s)", str(exc).split(":", 1)[0])
+        return None
+
+
 def serve(url: str, *, host: str, port: int, allow_writes: bool, refresh_seconds: float) -> int:
     password = dashboard_password()
     store = storage.connect(url, pool_size=4, create=False)
     try:
-        app = guard(optuna_dashboard.wsgi(store.storage), allow_writes=allow_writes, password=password)
+        models = _model_store(url)
+        app = guard(
+            optuna_dashboard.wsgi(store.storage, artifact_store=models), allow_writes=allow_writes, password=password
+        )
         try:
             server = make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
         except OSError as exc:

@@ -24,6 +24,8 @@ class Job:
     seed: int
     jit_compile: bool | str = "auto"
     mixed_precision: bool = False
+    model_path: str | None = None
+    """Where to save the model at its best epoch (by val_acc) if the trial runs to its end."""
 
 
 @dataclass(frozen=True)

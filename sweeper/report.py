@@ -64,11 +64,20 @@ def _trial_line(trial: dict[str, Any]) -> list[str]:
     return [
         trial["number"], trial["state"].lower(), _fmt(trial["val_acc"]), _fmt(p["dropout"], 3), p["batchnorm"],
         _fmt(p["learning_rate"]), _fmt(trial["best_epoch"]), _fmt(trial["overfit_gap"], 3),
-        "yes" if trial["baseline"] else "",
+        "yes" if trial["baseline"] else "", trial["model"] or "",
     ]  # fmt: skip
 
 
-TRIAL_HEADERS = ["trial", "state", "val_acc", "dropout", "batchnorm", "learning_rate", "best_epoch", "gap", "baseline"]
+TRIAL_HEADERS = [
+    "trial", "state", "val_acc", "dropout", "batchnorm", "learning_rate", "best_epoch", "gap", "baseline", "model"
+]  # fmt: skip
+
+
+def _models_line(content: dict[str, Any]) -> str:
+    if not content["export"]:
+        return "No trained model kept yet (COMPLETE trials keep theirs)."
+    kept = ", ".join(str(n) for n in content["models_kept"])
+    return f"Models kept for trials {kept}; export the best with: {content['export']}"
 
 
 def text(content: dict[str, Any]) -> str:
@@ -82,7 +91,7 @@ def text(content: dict[str, Any]) -> str:
     if content["best"] is None:
         lines.append("No finished trials yet: start a worker with 'sweeper worker <study file>'.")
         return "\n".join(lines)
-    lines += [content["answer"], ""]
+    lines += [content["answer"], "", _models_line(content), ""]
     if content["nonfinite_loss_trials"]:
         lines += [f"{content['nonfinite_loss_trials']} trial(s) stopped because the loss became NaN or infinite.", ""]
     pair = [content["best"]] + (
@@ -138,6 +147,7 @@ def page(content: dict[str, Any], study: optuna.Study) -> str:
 <h1>Study {html.escape(content["study"])}</h1>
 <p>storage {html.escape(content["storage"])} &middot; {content["trials"]} trials &middot; budget {content["budget"]}</p>
 <p id="answer">{html.escape(content["answer"])}</p>
+<p id="models">{html.escape(_models_line(content))}</p>
 <h2>Top 10 trials</h2><table><tr>{head}</tr>{top}</table>
 {"".join(sections)}
 <script type="application/json" id="summary">{html.escape(json.dumps(content))}</script>

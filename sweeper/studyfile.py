@@ -181,6 +181,21 @@ class Fleet(_Strict):
         return self
 
 
+class Artifacts(_Strict):
+    """Where COMPLETE trials' trained models are kept (Optuna artifacts), and how many of the best."""
+
+    store: str | None = None
+    """`file:///path`; none: `$SWEEPER_ARTIFACTS`, else a folder beside a SQLite study file."""
+    keep_top: Annotated[int, Field(ge=1, le=1_000_000)] = 5
+
+    @field_validator("store")
+    @classmethod
+    def _file_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("file:///"):
+            raise ValueError(f"expected file:///absolute/path (a folder every worker can write), got {value!r}")
+        return value
+
+
 class Baseline(_Strict):
     dropout: float
     batchnorm: bool
@@ -221,6 +236,7 @@ class StudySpec(_Strict):
         Field(discriminator="type"),
     ] = NoPruner(type="none")
     fleet: Fleet = Fleet()
+    artifacts: Artifacts = Artifacts()
     baselines: list[Baseline] = []
 
     @model_validator(mode="after")

@@ -12,7 +12,10 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from tabulate import tabulate
 
+from sweeper.errors import SweeperError
+from sweeper.search import format_params
 from sweeper.storage import Store
 
 DROPOUT_BINS = 3
@@ -35,6 +38,8 @@ class Row:
     gap: float | None
     baseline: bool
     trial: FrozenTrial
+    model: str | None = None
+    """"kept" (in the store), "removed" (fell out of the best kept), or None (no model saved)."""
 
     @property
     def finished(self) -> bool:
@@ -43,6 +48,7 @@ class Row:
 
 def rows(study: optuna.Study) -> list[Row]:
     out = []
+    removed = set(study.user_attrs.get("models_removed", []))
     for trial in study.get_trials(deepcopy=False):
         params, attrs = trial.params or trial.system_attrs.get("fixed_params", {}), trial.user_attrs
         out.append(
@@ -57,6 +63,7 @@ def rows(study: optuna.Study) -> list[Row]:
                 gap=attrs.get("overfit_gap"),
                 baseline=bool(attrs.get("baseline")),
                 trial=trial,
+                model=("removed" if trial.number in removed else "kept") if attrs.get("model_artifact_id") else None,
             )
         )
     return out
@@ -85,6 +92,10 @@ def summary(study: optuna.Study, storage_label: str) -> dict[str, Any]:
         "top": [_trial_json(r) for r in finished[:10]],
         "regularizers": regularizers,
         "answer": answer(best, baseline, regularizers),
+        "models_kept": [r.number for r in finished if r.model == "kept"],
+        "export": f"sweeper export {study.study_name} --best --out best.keras"
+        if any(r.model == "kept" for r in finished)
+        else None,
     }
 
 
@@ -99,6 +110,7 @@ def _trial_json(row: Row | None) -> dict[str, Any] | None:
         "best_epoch": row.best_epoch,
         "overfit_gap": row.gap,
         "baseline": row.baseline,
+        "model": row.model,
     }
 
 
@@ -207,6 +219,31 @@ def summaries(store: Store) -> list[dict[str, Any]]:
                 "best_val_acc": best.value if best else None,
                 "best_trial": best.number if best else None,
                 "best_params": best.params if best else None,
+                "models": _model_store(summary.user_attrs, store.url),
             }
         )
     return out
+
+
+def _model_store(attrs: dict[str, Any], storage_url: str) -> str | None:
+    """Where the study keeps its trained models (None where no store is set)."""
+    from sweeper import kept_models
+    from sweeper.studyfile import Artifacts
+
+    try:
+        return kept_models.store_url(Artifacts.model_validate(attrs.get("spec", {}).get("artifacts", {})), storage_url)
+    except (SweeperError, ValueError):
+        return None
+
+
+def studies_table(rows: list[dict[str, Any]]) -> str:
+    """`sweeper studies` and the end of `sweeper sweep`: one line per study."""
+
+    def cell(value: Any) -> Any:
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        if isinstance(value, dict):
+            return format_params(value)
+        return "-" if value is None else value
+
+    return tabulate([{k: cell(v) for k, v in row.items()} for row in rows], headers="keys")

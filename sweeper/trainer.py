@@ -31,6 +31,9 @@ class EpochReporter(keras.callbacks.Callback):
         self.conn = conn
         self.seconds = 0.0
         self.epochs_run = 0
+        self.stopped = False
+        self.best_val_acc = float("-inf")
+        self.best_weights: list | None = None
         self._started = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -41,9 +44,11 @@ class EpochReporter(keras.callbacks.Callback):
         self.seconds += elapsed
         self.epochs_run += 1
         metrics = {key: float(value) for key, value in (logs or {}).items() if key in METRICS}
+        if metrics.get("val_acc", float("nan")) > self.best_val_acc:  # the epoch the trial's value comes from
+            self.best_val_acc, self.best_weights = metrics["val_acc"], self.model.get_weights()
         self.conn.send(Epoch(epoch + 1, elapsed, metrics))
         if self.conn.recv() != Reply.CONTINUE:
-            self.model.stop_training = True
+            self.model.stop_training = self.stopped = True
 
 
 def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connection) -> dict[str, Any]:
@@ -61,6 +66,9 @@ def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connectio
         callbacks=[reporter],
         verbose=0,
     )
+    if job.model_path and not reporter.stopped and reporter.best_weights is not None:
+        model.set_weights(reporter.best_weights)
+        model.save(job.model_path)
     images = len(dataset.x_train) * reporter.epochs_run
     return {
         **backends.describe_device(),

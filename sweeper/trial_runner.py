@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from sweeper import search
 from sweeper.events import EpochEnded, Event, TrialEnded, TrialStarted, epoch_line
 from sweeper.fleet import Progress
+from sweeper.kept_models import ModelKeeper
 from sweeper.protocol import METRICS, ChildLost, ChildMessage, Done, Epoch, Failed, Job
 from sweeper.recording import Recorder, Retrying
 from sweeper.studyfile import StudySpec
@@ -75,6 +76,8 @@ class TrialRunner:
     """Told of each trial's start, epochs and end (`sweeper sweep`'s live view listens here)."""
     epoch_lines: bool = True
     """Log a line per epoch; the trial's start and end are logged either way."""
+    keeper: ModelKeeper | None = None
+    """Keeps COMPLETE trials' models; None keeps none."""
 
     def run(self, trial: optuna.trial.Trial) -> Outcome:
         try:
@@ -88,6 +91,9 @@ class TrialRunner:
                 self.name, trial.number, self.spec.fleet.stale_after_seconds,
             )  # fmt: skip
             return Outcome.LOST
+        finally:
+            if self.keeper:
+                self.keeper.discard(trial.number)  # a pruned, failed or abandoned trial's model file
         if self.stop.is_set() and state == TrialState.FAIL:
             return Outcome.STOPPED
         return {TrialState.COMPLETE: Outcome.COMPLETE, TrialState.PRUNED: Outcome.PRUNED}.get(state, Outcome.FAILED)
@@ -99,7 +105,11 @@ class TrialRunner:
         log.info("%s: trial %d started: %s", self.name, trial.number, search.format_params(params))
         self.on_event(TrialStarted(self.name, trial.number, search.format_params(params), training.epochs))
         started = time.monotonic()
-        job = Job(params, training.epochs, training.batch_size, seed, training.jit_compile, training.mixed_precision)
+        model_path = str(self.keeper.path_for(trial.number)) if self.keeper else None
+        job = Job(
+            params, training.epochs, training.batch_size, seed, training.jit_compile, training.mixed_precision,
+            model_path,
+        )  # fmt: skip
         self.child.start(job)
         history: dict[str, list[float]] = defaultdict(list)
         attrs: dict[str, Any] = {"seed": seed, "worker": self.name, "host": socket.gethostname(), "gpu": self.gpu_label}
@@ -151,7 +161,11 @@ class TrialRunner:
     def _finish(
         self, trial: optuna.trial.Trial, state: TrialState, attrs: dict, history: dict, started: float
     ) -> TrialState:
+        if self.keeper and state == TrialState.COMPLETE:
+            attrs.update(self.retrying(lambda: self.keeper.keep(trial), "keeping the model"))
         frozen = self.recorder.finish(trial, state, attrs, history, started)
+        if self.keeper and attrs.get("model_saved"):
+            self.retrying(lambda: self.keeper.trim(trial.study), "removing models beyond the best kept")
         value = "-" if frozen.value is None else f"{frozen.value:.4f}"
         now = self.retrying(self.progress, "counting trials")
         log.info(

@@ -27,6 +27,7 @@ from sweeper.events import Event
 from sweeper.fleet import ClaimStatus, Reaper
 from sweeper.gpus import GpuSlot
 from sweeper.heartbeat import Heartbeat, Reach
+from sweeper.kept_models import ModelKeeper
 from sweeper.recording import Recorder
 from sweeper.storage import Store
 from sweeper.studyfile import StudySpec
@@ -63,6 +64,8 @@ class Worker:
     on_event: Callable[[Event], None] = lambda _event: None
     """Told of each trial's start, epochs and end (`--events json` writes them for `sweeper sweep`)."""
     epoch_lines: bool = True
+    keeper: ModelKeeper | None = None
+    """Keeps COMPLETE trials' models in the study's artifact store; None (as benchmarks run) keeps none."""
     verbose: bool = False
     """Let the training child's backend start-up INFO lines through to the log."""
     _stop_reason: str = ""
@@ -92,6 +95,7 @@ class Worker:
             gpu_label=self.gpu.label,
             on_event=self.on_event,
             epoch_lines=self.epoch_lines,
+            keeper=self.keeper,
         )
 
     def request_stop(self, reason: str) -> None:
@@ -153,6 +157,8 @@ class Worker:
         finally:
             self._heartbeat.stop()
             self.child.close()
+            if self.keeper:
+                self.keeper.close()
         if self.stop.is_set():
             log.info("%s: stopped (%s)", self.name, self._stop_reason)
             return stopped_exit_code()

@@ -93,10 +93,12 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def cli_env(cache_dir: Path) -> dict[str, str]:
-    """Environment for `sweeper` subprocesses: the committed data slice, a shared cache, no storage."""
+def cli_env(cache_dir: Path, tmp_path: Path) -> dict[str, str]:
+    """Environment for `sweeper` subprocesses: the committed data slice, a shared cache, no storage,
+    the test's own folder for kept models."""
     env = {k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}
     env.update(SWEEPER_DATA_DIR=str(FIXTURE_DATA), SWEEPER_CACHE_DIR=str(cache_dir), PYTHONUNBUFFERED="1")
+    env.update(SWEEPER_ARTIFACTS=f"file://{tmp_path / 'models'}")
     return env
 
 

@@ -39,8 +39,9 @@ def filled(
     from tests.conftest import FIXTURE_DATA
 
     env = {k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}
-    env.update(SWEEPER_DATA_DIR=str(FIXTURE_DATA), SWEEPER_CACHE_DIR=str(cache_dir))
     tmp = tmp_path_factory.mktemp("report")
+    env.update(SWEEPER_DATA_DIR=str(FIXTURE_DATA), SWEEPER_CACHE_DIR=str(cache_dir))
+    env.update(SWEEPER_ARTIFACTS=f"file://{tmp / 'models'}")
     path = study_file(tmp, study={"name": "reported", "budget": 4})
     for url in _fresh_database(pg_server):
         result = run_sweeper("worker", str(path), "--storage", url, "--n-trials", "3", env=env)
@@ -210,7 +211,7 @@ def test_dashboard_refuses_anonymous_deletes(filled) -> None:
     before = trials(url, "reported")
     process, base = _start_dashboard(url, env)
     try:
-        study_id = optuna.load_study(study_name="reported", storage=urls.resolve_url(url))._study_id
+        study_id = _study_id(url, "reported")
         assert http_status(f"{base}/api/studies/{study_id}", "DELETE") == 403
         assert http_status(f"{base}/api/studies/{study_id}/rename", "POST") == 403
         with urllib.request.urlopen(f"{base}/api/studies/{study_id}", timeout=30) as response:
@@ -241,6 +242,24 @@ def _regularizer_points(page) -> int:
     return figure.first.locator(".scatterlayer .point").count()
 
 
+def _study_id(url: str, name: str) -> int:
+    store = storage.connect(urls.resolve_url(url), create=False)
+    try:
+        return store.storage.get_study_id_from_name(name)
+    finally:
+        store.close()
+
+
+def _best_trials_model_answers(page, base: str, url: str) -> int:
+    """The dashboard's artifact list of the best trial, and the status its kept model's link answers."""
+    study_id = _study_id(url, "reported")
+    detail = page.request.get(f"{base}/api/studies/{study_id}").json()
+    best = max((t for t in detail["trials"] if t["state"] == "Complete"), key=lambda t: t["values"][0])
+    (artifact,) = best["artifacts"]
+    assert artifact["filename"].endswith(".keras")
+    return page.request.get(f"{base}/artifacts/{study_id}/{best['trial_id']}/{artifact['artifact_id']}").status
+
+
 def test_dashboard_in_a_browser_shows_the_regularizer_chart_updating_live(filled) -> None:
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
@@ -266,6 +285,7 @@ def test_dashboard_in_a_browser_shows_the_regularizer_chart_updating_live(filled
                 lambda: _regularizer_points(page) == finished + 1, timeout=60, what="the chart's points"
             )  # +1: baseline star
             assert page.locator(".js-plotly-plot", has_text="Progress: the best val_acc so far").count() == 1
+            assert _best_trials_model_answers(page, base, url) == 200
             page.screenshot(path=str(ARTIFACTS / "dashboard-before.png"), full_page=True)
 
             result = run_sweeper("worker", str(path), "--storage", url, "--n-trials", "1", env=env)

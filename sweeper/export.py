@@ -1,0 +1,91 @@
+"""`sweeper export` and `sweeper.load_model`: a kept model out of the store, checked against its record.
+
+The check evaluates the model on the study's own validation split (same data, preprocessing and
+split seed as in training): the kept model must be the one whose val_acc was recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+
+from sweeper import data, kept_models, report, urls
+from sweeper.child_output import filtered_stderr
+from sweeper.errors import SweeperError
+from sweeper.storage import Store, connect
+from sweeper.studyfile import StudySpec
+
+TOLERANCE = 0.001
+
+
+def _study_and_store(store: Store, study_name: str) -> tuple[optuna.Study, StudySpec, FileSystemArtifactStore]:
+    study = report.load_study(store, study_name)
+    spec = StudySpec.model_validate(study.user_attrs["spec"])
+    return study, spec, kept_models.open_store(kept_models.store_url(spec.artifacts, store.url), create=False)
+
+
+def _download(models: FileSystemArtifactStore, artifact_id: str, out: Path, number: int) -> None:
+    try:
+        optuna.artifacts.download_artifact(artifact_store=models, file_path=str(out), artifact_id=artifact_id)
+    except optuna.artifacts.exceptions.ArtifactNotFound:
+        raise SweeperError(f"trial {number}'s model file is missing from the store") from None
+    except OSError as exc:
+        raise SweeperError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+def export(
+    url: str, study_name: str, number: int | None, out: Path, *, evaluate: bool, data_dir: str | None, verbose: bool
+) -> str:
+    """Write the kept model to `out`; unless told not to, re-evaluate it. The line to print."""
+    store = connect(url, create=False)
+    try:
+        study, spec, models = _study_and_store(store, study_name)
+        trial, artifact_id = kept_models.kept_model(study, number)
+    finally:
+        store.close()
+    if out.exists() and out.is_dir():
+        raise SweeperError(f"--out {out} is a folder; give a file name such as {out / 'model.keras'}")
+    _download(models, artifact_id, out, trial.number)
+    if not evaluate:
+        return f"trial {trial.number}: val_acc recorded {trial.value:.4f} (not re-evaluated) -> {out}"
+    measured = evaluate_model(out, spec, data_dir, verbose)
+    line = f"trial {trial.number}: val_acc recorded {trial.value:.4f}, re-evaluated {measured:.4f} -> {out}"
+    if abs(measured - trial.value) > TOLERANCE:
+        raise SweeperError(f"{line}\nthe kept model does not reproduce its recorded val_acc (tolerance {TOLERANCE})", 1)
+    return line
+
+
+def evaluate_model(path: Path, spec: StudySpec, data_dir: str | None, verbose: bool) -> float:
+    """val_acc of the saved model on the study's validation split."""
+    folder = data.prepare(data.resolve_data_dir(data_dir), spec.training)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with filtered_stderr(verbose):
+        import keras
+
+        model = keras.models.load_model(path)
+        dataset = data.open_prepared(folder)
+        metrics = model.evaluate(
+            dataset.x_val, dataset.y_val, batch_size=spec.training.batch_size, verbose=0, return_dict=True
+        )
+    return float(metrics["acc"])
+
+
+def load_model(study_name: str, trial: int | None = None, storage: str | None = None) -> Any:
+    """The compiled `keras.Model` of the study's best kept model, or of trial number `trial`."""
+    store = connect(urls.resolve_url(storage), create=False)
+    try:
+        study, _spec, models = _study_and_store(store, study_name)
+        frozen, artifact_id = kept_models.kept_model(study, trial)
+    finally:
+        store.close()
+    import keras
+
+    with tempfile.TemporaryDirectory(prefix="sweeper-model-") as folder:
+        path = Path(folder) / "model.keras"
+        _download(models, artifact_id, path, frozen.number)
+        return keras.models.load_model(path)

@@ -1,0 +1,108 @@
+"""Kept models: the best `keep_top` trained models in a real file store, exported and re-evaluated.
+
+Real PostgreSQL, real smoke trials on real CIFAR-10 images, Optuna's file artifact store.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import sweeper
+from sweeper import kept_models, storage
+from sweeper.errors import SweeperError
+from tests.conftest import run_sweeper, study_file
+from tests.fleet import trials
+
+
+@pytest.fixture
+def swept(pg_url: str, cli_env: dict, tmp_path: Path) -> tuple[str, dict, Path]:
+    """A smoke study of 4 trials on PostgreSQL that keeps its best 2 models."""
+    path = study_file(tmp_path, study={"name": "kept", "budget": 4}, artifacts={"keep_top": 2}, pruner={"type": "none"})
+    result = run_sweeper("sweep", str(path), "--workers", "2", "--storage", pg_url, env=cli_env)
+    assert result.returncode == 0, result.stderr
+    return pg_url, cli_env, Path(cli_env["SWEEPER_ARTIFACTS"].removeprefix("file://"))
+
+
+def test_the_best_keep_top_models_stay_and_export_reproduces_the_best(swept, tmp_path: Path, monkeypatch) -> None:
+    url, env, store = swept
+    complete = sorted(trials(url, "kept"), key=lambda t: -t.value)
+    assert [t.state for t in complete] == [TrialState.COMPLETE] * 4
+    assert all(t.user_attrs["model_saved"] for t in complete)
+    assert sorted(p.name for p in store.iterdir()) == sorted(t.user_attrs["model_artifact_id"] for t in complete[:2])
+    removed = optuna.load_study(study_name="kept", storage=url).user_attrs["models_removed"]
+    assert sorted(removed) == sorted(t.number for t in complete[2:])
+
+    out = tmp_path / "best.keras"
+    result = run_sweeper("export", "kept", "--best", "--out", str(out), "--storage", url, env=env)
+    assert result.returncode == 0, result.stderr
+    line = re.fullmatch(r"trial (\d+): val_acc recorded (\S+), re-evaluated (\S+) -> (.+)\n", result.stdout)
+    assert line, result.stdout
+    assert int(line[1]) == complete[0].number and line[2] == line[3] and line[4] == str(out)
+    assert "oneDNN" not in result.stderr and "absl" not in result.stderr
+
+    monkeypatch.setenv("SWEEPER_ARTIFACTS", env["SWEEPER_ARTIFACTS"])
+    model = sweeper.load_model("kept", storage=url)
+    predictions = model.predict(np.zeros((3, 32, 32, 3), "float32"), verbose=0)
+    assert predictions.shape == (3, 10) and np.allclose(predictions.sum(axis=1), 1, atol=1e-3)
+
+
+def test_exporting_what_is_not_kept_is_a_clear_error(swept, tmp_path: Path) -> None:
+    url, env, _ = swept
+    dropped = optuna.load_study(study_name="kept", storage=url).user_attrs["models_removed"][0]
+    out = str(tmp_path / "m.keras")
+    for args, message in [
+        (["kept", "--trial", str(dropped)], f"trial {dropped}'s model was removed from the store"),
+        (["kept", "--trial", "99"], "study 'kept' has no trial 99"),
+        (["nope", "--best"], "no study named 'nope'"),
+    ]:
+        result = run_sweeper("export", *args, "--out", out, "--storage", url, env=env)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_a_postgresql_worker_without_a_model_store_stops_before_touching_the_database(
+    pg_url: str, cli_env: dict, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in cli_env.items() if k != "SWEEPER_ARTIFACTS"}
+    path = study_file(tmp_path, study={"name": "nowhere", "budget": 1})
+    result = run_sweeper("worker", str(path), "--storage", pg_url, env=env)
+    assert result.returncode == 2 and "set SWEEPER_ARTIFACTS=file:///path" in result.stderr
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    result = run_sweeper(
+        "worker", str(path), "--storage", pg_url, env={**env, "SWEEPER_ARTIFACTS": f"file://{blocked}"}
+    )
+    assert result.returncode == 2 and "is not writable" in result.stderr
+    store = storage.connect(pg_url)
+    try:
+        assert optuna.get_all_study_summaries(store.storage) == []
+    finally:
+        store.close()
+
+
+def test_an_upload_that_fails_records_the_result_without_a_model(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'x.db'}", direction="maximize")
+    folder = tmp_path / "models"
+    keeper = kept_models.ModelKeeper(kept_models.open_store(f"file://{folder}"), f"file://{folder}", 2, lambda: None)
+    trial = study.ask()
+    keeper.path_for(trial.number).write_bytes(b"a model")
+    folder.rmdir()  # the store went away mid-sweep
+    attrs = keeper.keep(trial)
+    assert attrs["model_saved"] is False and "upload failed" in attrs["model_error"]
+    assert not keeper.path_for(trial.number).exists()
+    keeper.close()
+
+
+def test_keep_top_must_be_positive_and_the_store_a_file_url() -> None:
+    from sweeper import studyfile
+
+    text = (Path(__file__).parents[1] / "studies" / "smoke.toml").read_text()
+    for extra, message in [("keep_top = 0", "keep_top"), ('store = "s3://bucket/x"', "expected file:///absolute/path")]:
+        with pytest.raises(SweeperError, match=re.escape(message)):
+            studyfile.parse(text + f"\n[artifacts]\n{extra}\n")
