@@ -115,7 +115,7 @@ def test_up_workers_runs_the_study_to_its_exact_budget_then_report_prints_it(pro
     assert re.search(r"trial \d+ epoch 1/2 val_acc=", logs), logs  # a line per epoch
     noise = [line for line in logs.splitlines() if not re.match(r"^workers-\d+ +\| \d\d:\d\d:\d\d [A-Z]+ ", line)]
     assert not noise, f"only sweeper's own log lines, not: {noise}"
-    for mount in ("/locks", "/cache"):
+    for mount in ("/locks", "/cache", "/models"):
         volumes = {m["Name"] for c in project.containers("workers") for m in c["Mounts"] if m["Destination"] == mount}
         assert len(volumes) == 1, f"the workers share one {mount} volume: {volumes}"
 

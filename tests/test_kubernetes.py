@@ -145,6 +145,7 @@ def as_process(container: dict, bouncer: PgBouncer, secrets_dir: Path, study: st
         if value is None:
             continue
         value = value.replace("pgbouncer:6432/sweeper", f"127.0.0.1:{bouncer.port}/{bouncer.database}")
+        value = value.replace("file:///models", f"file://{secrets_dir.parent / 'models'}")
         env[item["name"]] = value.replace("/run/secrets/sweeper", str(secrets_dir))
     args = [
         a.replace("/studies/cifar10-regularization.toml", str(ROOT / "studies" / f"{study}.toml"))
@@ -182,6 +183,7 @@ def test_rendered_workers_and_report_run_through_pgbouncer(bouncer: PgBouncer, p
     assert_exact_budget(url, "smoke", 6)
     assert 0 < peak <= bouncer.pool_size, f"{peak} server connections for a pool of {bouncer.pool_size}"
     assert PASSWORD not in output
+    assert 1 <= len(list((tmp_path / "models").iterdir())) <= 5, "the best models, kept on the shared volume"
 
     report = by_name(resources, "Job", "sweeper-report")["spec"]["template"]["spec"]["containers"][0]
     command, env = as_process(report, bouncer, secrets_dir, "smoke")
