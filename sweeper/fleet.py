@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import search, storage
+from sweeper import confirmation, search, storage
 from sweeper.errors import SweeperError
 from sweeper.heartbeat import Reach
 from sweeper.storage import Store
@@ -166,7 +166,11 @@ def claim(store: Store, study: optuna.Study, spec: StudySpec, reaper: Reaper, na
         warnings.simplefilter("ignore", UserWarning)  # "heartbeat is supposed to be used with optimize"
         if reaper.due():
             reaper.reap_locked()
-        now = progress(study, spec.study.budget)
+        now = progress(study, confirmation.total_budget(study, spec))
+        if now.done and confirmation.pending(study, spec):
+            queued = confirmation.enqueue(study, spec)
+            log.info("%s: search budget met; %d confirmation trial(s) queued", name, queued)
+            now = progress(study, confirmation.total_budget(study, spec))
         if now.done:
             return Claim(ClaimStatus.DONE, now)
         if now.full:

@@ -41,6 +41,10 @@ def _finite_or(value: float, default: float) -> float:
     return value if math.isfinite(value) else default
 
 
+QUEUED_ATTRS = ("baseline", "phase", "confirms")
+"""What a queued trial (a baseline, a confirmation run) carries from its queue entry to its retries."""
+
+
 class Recorder:
     """Writes the end of this worker's trials into the study."""
 
@@ -64,7 +68,8 @@ class Recorder:
         """FAIL with its reason; the same parameters are queued again (at most `max_retries` times)."""
         attrs = {**attrs, **summarize(history), "fail_reason": reason}
         frozen = self._record(trial, attrs, history, started, TrialState.FAIL, None)
-        frozen.user_attrs = {}  # the retry starts clean; the failure stays on this trial
+        # The retry starts clean, but for what the queue gave the trial; the failure stays on this one.
+        frozen.user_attrs = {key: value for key, value in frozen.user_attrs.items() if key in QUEUED_ATTRS}
         self._retrying(lambda: self._retry(self._study, frozen), "queueing a retry")
 
     def _record(

@@ -196,6 +196,15 @@ class Artifacts(_Strict):
         return value
 
 
+class Confirm(_Strict):
+    """Re-run the winners with more training seeds once the search budget is met (0 seeds: off)."""
+
+    seeds: Annotated[int, Field(ge=0, le=100)] = 0
+    """Extra runs, each with its own training seed, of every confirmed configuration."""
+    top: Annotated[int, Field(ge=0, le=100)] = 0
+    """Confirm this many of the overall best too, besides each batch normalization group's best and the baseline."""
+
+
 class Baseline(_Strict):
     dropout: float
     batchnorm: bool
@@ -237,6 +246,7 @@ class StudySpec(_Strict):
     ] = NoPruner(type="none")
     fleet: Fleet = Fleet()
     artifacts: Artifacts = Artifacts()
+    confirm: Confirm = Confirm()
     baselines: list[Baseline] = []
 
     @model_validator(mode="after")

@@ -74,6 +74,7 @@ def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connectio
         **backends.describe_device(),
         "mixed_precision": job.mixed_precision,
         "train_images": len(dataset.x_train),
+        "val_images": len(dataset.x_val),
         "train_seconds": reporter.seconds,
         "images_per_second": images / reporter.seconds if reporter.seconds else 0.0,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),

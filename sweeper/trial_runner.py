@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import search
+from sweeper import confirmation, search
 from sweeper.events import EpochEnded, Event, TrialEnded, TrialStarted, epoch_line
 from sweeper.fleet import Progress
 from sweeper.kept_models import ModelKeeper
@@ -54,8 +54,10 @@ class Outcome(enum.Enum):
 
 
 def should_stop(trial: optuna.trial.Trial, spec: StudySpec, val_acc: float, epoch: int) -> bool:
-    """Report the epoch's val_acc to Optuna; True if the pruner says stop."""
+    """Report the epoch's val_acc to Optuna; True if the pruner says stop (never for a confirmation run)."""
     trial.report(val_acc, epoch)
+    if confirmation.is_confirmation(trial.user_attrs):
+        return False
     return search.can_prune_at(spec, epoch) and trial.should_prune()
 
 

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import optuna
 
-from sweeper import backends, fleet, retry
+from sweeper import backends, confirmation, fleet, retry
 from sweeper._launch import stopped_exit_code
 from sweeper.events import Event
 from sweeper.fleet import ClaimStatus, Reaper
@@ -90,7 +90,7 @@ class Worker:
             stop=self.stop,
             stop_reason=lambda: self._stop_reason,
             on_idle=self._reap_if_due,
-            progress=lambda: fleet.progress(self.study, self.spec.study.budget),
+            progress=lambda: fleet.progress(self.study, confirmation.total_budget(self.study, self.spec)),
             name=self.name,
             gpu_label=self.gpu.label,
             on_event=self.on_event,

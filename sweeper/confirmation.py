@@ -1,0 +1,60 @@
+"""The confirmation phase: once the search budget is met, the winners run again with other seeds.
+
+One training run per configuration cannot tell a real lead from a lucky seed. So the best trial
+of each batch normalization group, the baseline and the `top` best overall are queued again,
+`[confirm] seeds` times each, exactly once for the whole fleet (under the study lock), with the
+same parameters: each run draws its training seed from its own trial number, the data split is
+the study's. They are never pruned, and the exact budget covers them: the study's total is the
+search budget plus the confirmation trials.
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeper.studyfile import StudySpec
+
+PHASE, CONFIRMS, QUEUED = "phase", "confirms", "confirm_trials"
+"""Trial attributes (the phase, the number of the trial confirmed) and the study's count of queued confirmations."""
+
+
+def is_confirmation(attrs: dict) -> bool:
+    return attrs.get(PHASE) == "confirm"
+
+
+def total_budget(study: optuna.Study, spec: StudySpec) -> int:
+    """The search budget plus the confirmation trials once they are queued."""
+    return spec.study.budget + study.user_attrs.get(QUEUED, 0)
+
+
+def pending(study: optuna.Study, spec: StudySpec) -> bool:
+    """Confirmation is asked for and not yet queued."""
+    return spec.confirm.seeds > 0 and QUEUED not in study.user_attrs
+
+
+def chosen(trials: list[FrozenTrial], top: int) -> list[FrozenTrial]:
+    """Each batch normalization group's best search trial, the baseline, then the `top` best overall."""
+    search = [t for t in trials if t.state == TrialState.COMPLETE and not is_confirmation(t.user_attrs)]
+    ranked = sorted(search, key=lambda t: (-t.value, t.number))
+    picks: list[FrozenTrial] = []
+    for batchnorm in (True, False):
+        best = next((t for t in ranked if t.params.get("batchnorm") is batchnorm), None)
+        picks += [best] if best else []
+    picks += [t for t in ranked if t.user_attrs.get("baseline")][:1]
+    picks += ranked[:top] if top else []
+    unique = {t.number: t for t in picks}
+    return sorted(unique.values(), key=lambda t: (-t.value, t.number))
+
+
+def enqueue(study: optuna.Study, spec: StudySpec) -> int:
+    """Queue the confirmation trials; the caller holds the study lock and has checked `pending`."""
+    picks = chosen(study.get_trials(deepcopy=False), spec.confirm.top)
+    for trial in picks:
+        for _ in range(spec.confirm.seeds):
+            study.enqueue_trial(
+                trial.params, user_attrs={PHASE: "confirm", CONFIRMS: trial.number}, skip_if_exists=False
+            )
+    count = len(picks) * spec.confirm.seeds
+    study.set_user_attr(QUEUED, count)
+    return count
