@@ -18,7 +18,7 @@ import optuna
 from sweeper import backends, data, events, retry, storage, studyfile, urls
 from sweeper._argtypes import gpu_choice, port, positive_int
 from sweeper.errors import SweeperError
-from sweeper.summary import studies_table, summaries
+from sweeper.studies import studies_table, summaries
 
 log = logging.getLogger("sweeper")
 

@@ -38,6 +38,8 @@ CHARTS = {
     "regularizer": figures.regularizer_chart,
     "overfit-gap": figures.gap_chart,
     "progress": figures.progress_chart,
+    "confirmed": figures.confirmed_chart,
+    "tradeoff": figures.tradeoff_chart,
 }
 READS = ("GET", "HEAD", "OPTIONS")
 

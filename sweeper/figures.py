@@ -14,7 +14,7 @@ import optuna
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from sweeper.summary import Row, format_number, rows
+from sweeper.summary import Row, confirmed_table, format_number, pareto, rows
 
 BATCHNORM_COLORS = {True: "#d62728", False: "#1f77b4"}
 STATE_COLORS = {
@@ -36,6 +36,8 @@ def all_figures(study: optuna.Study) -> dict[str, go.Figure]:
         "importance": importance_chart(study),
         "timeline": timeline_chart(table),
         "progress": progress_chart(table),
+        "confirmed": confirmed_chart(table),
+        "tradeoff": tradeoff_chart(table),
     }
 
 
@@ -205,4 +207,63 @@ def progress_chart(table: list[Row]) -> go.Figure:
     figure.update_xaxes(title_text="epochs trained", row=1, col=2)
     figure.update_yaxes(title_text="best val_acc so far", row=1, col=1)
     figure.update_layout(title="Progress: the best val_acc so far")
+    return figure
+
+
+def confirmed_chart(table: list[Row]) -> go.Figure:
+    """Each confirmed configuration: its mean val_acc with the 95% interval, and every seed as a dot."""
+    confirmed = confirmed_table(table)
+    figure = go.Figure()
+    labels = [
+        f"trial {c['trial']}: bn {'on' if c['params']['batchnorm'] else 'off'}, "
+        f"dropout {format_number(c['params']['dropout'], '.2f')}, lr {format_number(c['params']['learning_rate'], '.1e')}"
+        for c in confirmed
+    ]
+    errors = [(c["ci95"][1] - c["mean"]) if c["ci95"] else 0 for c in confirmed]
+    figure.add_trace(
+        go.Scatter(
+            x=labels, y=[c["mean"] for c in confirmed], mode="markers", name="mean (95% interval)",
+            marker={"size": 12, "symbol": "diamond", "color": [BATCHNORM_COLORS[c["params"]["batchnorm"]] for c in confirmed]},
+            error_y={"type": "data", "array": errors, "visible": True},
+        )
+    )  # fmt: skip
+    figure.add_trace(
+        go.Scatter(
+            x=[label for label, c in zip(labels, confirmed, strict=True) for _ in c["values"]],
+            y=[v for c in confirmed for v in c["values"]], mode="markers", name="each seed",
+            marker={"size": 6, "color": "rgba(0,0,0,0.5)"},
+        )
+    )  # fmt: skip
+    if not confirmed:
+        figure.add_annotation(
+            text="no confirmation runs yet ([confirm] seeds)", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5
+        )
+    figure.update_layout(title="Confirmed configurations over seeds", yaxis_title="val_acc")
+    return figure
+
+
+def tradeoff_chart(table: list[Row]) -> go.Figure:
+    """val_acc against the overfitting gap for every COMPLETE search trial; the front drawn as a line."""
+    complete = [r for r in table if r.state == "COMPLETE" and r.confirms is None and r.gap is not None]
+    figure = go.Figure()
+    for batchnorm in (False, True):
+        points = [r for r in complete if r.batchnorm is batchnorm]
+        figure.add_trace(
+            go.Scatter(
+                x=[r.gap for r in points], y=[r.val_acc for r in points], mode="markers",
+                name=f"batchnorm {'on' if batchnorm else 'off'}", marker={"color": BATCHNORM_COLORS[batchnorm]},
+                text=[f"trial {r.number}" for r in points],
+            )
+        )  # fmt: skip
+    front = pareto(complete)
+    figure.add_trace(
+        go.Scatter(
+            x=[r.gap for r in front], y=[r.val_acc for r in front], mode="lines", line_shape="hv",
+            name="trade-off front", line={"color": "#2ca02c"},
+        )
+    )  # fmt: skip
+    figure.update_layout(
+        title="Trade-off: val_acc against the overfitting gap",
+        xaxis_title="train acc − val_acc at the best epoch", yaxis_title="val_acc",
+    )  # fmt: skip
     return figure

@@ -107,7 +107,43 @@ def text(content: dict[str, Any]) -> str:
         "Regularizers",
         tabulate(regs, headers=["batchnorm", "dropout", "trials", "best val_acc", "median val_acc", "median gap"]),
     ]
+    for title, (headers, rows) in _extra_tables(content):
+        lines += ["", title, tabulate(rows, headers=headers)]
     return "\n".join(lines)
+
+
+def _extra_tables(content: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[list[Any]]]]]:
+    """The confirmed configurations (when there are any) and the trade-off front, as (title, (headers, rows))."""
+    tables = []
+    if content["confirmed"]:
+        rows = [
+            [c["trial"], "on" if c["params"]["batchnorm"] else "off", _fmt(c["params"]["dropout"], 3),
+             _fmt(c["params"]["learning_rate"]), len(c["values"]), _fmt(c["mean"]),
+             "-" if c["ci95"] is None else f"{c['ci95'][0]:.4f}-{c['ci95'][1]:.4f}", _fmt(c["gap_mean"], 3),
+             _fmt(c.get("p_value"), 3), " ".join(f"{v:.4f}" for v in c["values"])]
+            for c in content["confirmed"]
+        ]  # fmt: skip
+        headers = [
+            "trial",
+            "batchnorm",
+            "dropout",
+            "learning_rate",
+            "seeds",
+            "mean",
+            "95% CI",
+            "mean gap",
+            "p",
+            "values",
+        ]
+        tables.append(
+            ("Confirmed over seeds (p: the winner against the runner-up; others against the winner)", (headers, rows))
+        )
+    front = [[t["number"], _fmt(t["val_acc"]), _fmt(t["overfit_gap"], 3), t["params"]["batchnorm"],
+              _fmt(t["params"]["dropout"], 3), _fmt(t["params"]["learning_rate"])] for t in content["pareto"]]  # fmt: skip
+    if front:
+        headers = ["trial", "val_acc", "gap", "batchnorm", "dropout", "learning_rate"]
+        tables.append(("Trade-off: no other trial has both a higher val_acc and a smaller gap", (headers, front)))
+    return tables
 
 
 def trials_csv(study: optuna.Study) -> str:
@@ -127,6 +163,12 @@ def trials_csv(study: optuna.Study) -> str:
             ]
         )
     return out.getvalue()
+
+
+def _html_table(title: str, headers: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(f"<tr>{''.join(f'<td>{html.escape(str(c))}</td>' for c in row)}</tr>" for row in rows)
+    return f"<h2>{html.escape(title)}</h2><table><tr>{head}</tr>{body}</table>"
 
 
 def page(content: dict[str, Any], study: optuna.Study) -> str:
@@ -149,6 +191,7 @@ def page(content: dict[str, Any], study: optuna.Study) -> str:
 <p id="answer">{html.escape(content["answer"])}</p>
 <p id="models">{html.escape(_models_line(content))}</p>
 <h2>Top 10 trials</h2><table><tr>{head}</tr>{top}</table>
+{"".join(_html_table(title, headers, rows) for title, (headers, rows) in _extra_tables(content))}
 {"".join(sections)}
 <script type="application/json" id="summary">{html.escape(json.dumps(content))}</script>
 </body></html>

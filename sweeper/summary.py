@@ -1,7 +1,9 @@
-"""A study → the tutorial's answer as plain data: trial rows, the summary, the regularizer table.
+"""A study → the tutorial's answer as plain data: trial rows, the summary, the regularizer table,
+the confirmed configurations with their uncertainty, and the val_acc-against-gap trade-off front.
 
-`sweeper report` prints it (terminal, JSON, CSV, HTML) and `sweeper studies` lists one row per
-study; `sweeper.figures` draws from the same rows. Everything here reads; nothing writes.
+`sweeper report` prints it (terminal, JSON, CSV, HTML); `sweeper.figures` draws from the same
+rows. The search's best and tables leave confirmation runs out (they would favour lucky seeds);
+those are judged apart, per configuration. Everything here reads; nothing writes.
 """
 
 from __future__ import annotations
@@ -12,11 +14,8 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from tabulate import tabulate
 
-from sweeper.errors import SweeperError
-from sweeper.search import format_params
-from sweeper.storage import Store
+from sweeper import confirmation, uncertainty
 
 DROPOUT_BINS = 3
 LEARNED_MARGIN = 0.03
@@ -40,6 +39,8 @@ class Row:
     trial: FrozenTrial
     model: str | None = None
     """"kept" (in the store), "removed" (fell out of the best kept), or None (no model saved)."""
+    confirms: int | None = None
+    """For a confirmation run: the number of the trial it re-runs with another seed."""
 
     @property
     def finished(self) -> bool:
@@ -64,6 +65,7 @@ def rows(study: optuna.Study) -> list[Row]:
                 baseline=bool(attrs.get("baseline")),
                 trial=trial,
                 model=("removed" if trial.number in removed else "kept") if attrs.get("model_artifact_id") else None,
+                confirms=attrs.get(confirmation.CONFIRMS) if confirmation.is_confirmation(attrs) else None,
             )
         )
     return out
@@ -72,12 +74,14 @@ def rows(study: optuna.Study) -> list[Row]:
 def summary(study: optuna.Study, storage_label: str) -> dict[str, Any]:
     """Everything `sweeper report` prints, as plain data (the JSON format is exactly this)."""
     all_rows = rows(study)
-    finished = sorted((r for r in all_rows if r.finished and r.val_acc is not None), key=lambda r: -r.val_acc)
+    search_rows = [r for r in all_rows if r.confirms is None]  # confirmation runs are judged apart
+    finished = sorted((r for r in search_rows if r.finished and r.val_acc is not None), key=lambda r: -r.val_acc)
     complete = [r for r in finished if r.state == "COMPLETE"]
     best = complete[0] if complete else (finished[0] if finished else None)
     baseline = next((r for r in finished if r.baseline), None)
     counts = {state.name.lower(): sum(r.state == state.name for r in all_rows) for state in TrialState}
     regularizers = regularizer_table(complete or finished, study)
+    confirmed = confirmed_table(all_rows)
     return {
         "study": study.study_name,
         "storage": storage_label,
@@ -91,7 +95,9 @@ def summary(study: optuna.Study, storage_label: str) -> dict[str, Any]:
         "baseline": _trial_json(baseline),
         "top": [_trial_json(r) for r in finished[:10]],
         "regularizers": regularizers,
-        "answer": answer(best, baseline, regularizers),
+        "answer": answer(best, baseline, regularizers) + (" " + confirmed_sentence(confirmed, best) if best else ""),
+        "confirmed": confirmed,
+        "pareto": [_trial_json(r) for r in pareto(complete)],
         "models_kept": [r.number for r in finished if r.model == "kept"],
         "export": f"sweeper export {study.study_name} --best --out best.keras"
         if any(r.model == "kept" for r in finished)
@@ -196,54 +202,95 @@ def _group(row: dict[str, Any]) -> str:
     return f"batch normalization {_on_off(row['batchnorm'])} with dropout {row['dropout']}"
 
 
+def confirmed_table(all_rows: list[Row]) -> list[dict[str, Any]]:
+    """Each confirmed configuration over all its seeds (the original run first), best mean first.
+
+    The winner's `p_value` is against the runner-up (the best configuration with the other batch
+    normalization setting); every other entry's is against the winner.
+    """
+    by_number = {r.number: r for r in all_rows}
+    runs: dict[int, list[Row]] = {}
+    for row in all_rows:
+        if row.confirms is not None and row.state == "COMPLETE" and row.confirms in by_number:
+            runs.setdefault(row.confirms, []).append(row)
+    table = []
+    for number, extra in runs.items():
+        original = by_number[number]
+        if original.val_acc is None:
+            continue
+        seeds = [original, *sorted(extra, key=lambda r: r.number)]
+        est = uncertainty.estimate([r.val_acc for r in seeds])
+        gaps = [r.gap for r in seeds if r.gap is not None]
+        table.append({
+            "trial": number, "params": _trial_json(original)["params"], "baseline": original.baseline,
+            "runs": [r.number for r in seeds], "values": est.values, "mean": est.mean,
+            "ci95": list(est.ci95) if est.ci95 else None,
+            "gap_mean": statistics.fmean(gaps) if gaps else None,
+        })  # fmt: skip
+    table.sort(key=lambda entry: -entry["mean"])
+    if table:
+        winner = table[0]
+        rival = next((e for e in table[1:] if e["params"]["batchnorm"] != winner["params"]["batchnorm"]), None)
+        winner["p_value"] = uncertainty.welch_p(winner["values"], rival["values"]) if rival else None
+        for entry in table[1:]:
+            entry["p_value"] = uncertainty.welch_p(winner["values"], entry["values"])
+    return table
+
+
+def confirmed_sentence(confirmed: list[dict[str, Any]], best: Row | None) -> str:
+    """The answer's uncertainty: the confirmed lead and its p-value, or a single run's standard error."""
+    if not confirmed or len(confirmed[0]["values"]) < 2:
+        if best is None or best.val_acc is None or not best.trial.user_attrs.get("val_images"):
+            return "Unconfirmed: one run per configuration."
+        se = uncertainty.single_run_se(best.val_acc, best.trial.user_attrs["val_images"])
+        return (
+            f"Unconfirmed: one run per configuration; a single val_acc on "
+            f"{best.trial.user_attrs['val_images']} validation images has a standard error of about {se:.3f}."
+        )
+    winner = confirmed[0]
+    text = f"Confirmed over {len(winner['values'])} seeds: {_config(winner)}: {_mean_ci(winner)}"
+    leads = []
+    rival = next((e for e in confirmed[1:] if e["params"]["batchnorm"] != winner["params"]["batchnorm"]), None)
+    baseline = next((e for e in confirmed if e["baseline"]), None)
+    rival_label = "the best with batch normalization " + _on_off(rival and rival["params"]["batchnorm"])
+    if rival is not None and rival is baseline:
+        rival_label, baseline = rival_label + ", the baseline", None
+    for label, other in ((rival_label, rival), ("the baseline", baseline)):
+        if other is not None and other is not winner:
+            p = uncertainty.welch_p(winner["values"], other["values"])
+            leads.append(
+                f"{label} (trial {other['trial']}: {_mean_ci(other)}) by {winner['mean'] - other['mean']:.3f}"
+                + ("" if p is None else f", p = {p:.2g}")
+            )
+    return (
+        text + ("; ahead of " + " and of ".join(leads) if leads else "") + " (± is the 95% interval, Welch's t-test)."
+    )
+
+
+def _config(entry: dict[str, Any]) -> str:
+    p = entry["params"]
+    return (
+        f"batch normalization {_on_off(p['batchnorm'])}, dropout {format_number(p['dropout'], '.2f')}, "
+        f"learning rate {format_number(p['learning_rate'], '.2g')} (trial {entry['trial']})"
+    )
+
+
+def _mean_ci(entry: dict[str, Any]) -> str:
+    if entry["ci95"] is None:
+        return f"{entry['mean']:.3f}"
+    return f"{entry['mean']:.3f} ± {(entry['ci95'][1] - entry['ci95'][0]) / 2:.3f}"
+
+
+def pareto(complete: list[Row]) -> list[Row]:
+    """The COMPLETE search trials no other beats on both val_acc and overfitting gap, by gap."""
+    points = [(r.number, r.val_acc, r.gap) for r in complete if r.val_acc is not None and r.gap is not None]
+    by_number = {r.number: r for r in complete}
+    return [by_number[n] for n in uncertainty.pareto_front(points)]
+
+
 def format_number(value: float | None, spec: str) -> str:
     return "?" if value is None else format(value, spec)
 
 
 def _on_off(flag: bool | None) -> str:
     return "?" if flag is None else ("on" if flag else "off")
-
-
-def summaries(store: Store) -> list[dict[str, Any]]:
-    out = []
-    for summary in optuna.get_all_study_summaries(store.storage, include_best_trial=True):
-        study_id = store.storage.get_study_id_from_name(summary.study_name)
-        states = [t.state for t in store.storage.get_all_trials(study_id, deepcopy=False)]
-        best = summary.best_trial
-        out.append(
-            {
-                "study": summary.study_name,
-                "budget": summary.user_attrs.get("budget"),
-                "trials": len(states),
-                **{state.name.lower(): states.count(state) for state in TrialState},
-                "best_val_acc": best.value if best else None,
-                "best_trial": best.number if best else None,
-                "best_params": best.params if best else None,
-                "models": _model_store(summary.user_attrs, store.url),
-            }
-        )
-    return out
-
-
-def _model_store(attrs: dict[str, Any], storage_url: str) -> str | None:
-    """Where the study keeps its trained models (None where no store is set)."""
-    from sweeper import kept_models
-    from sweeper.studyfile import Artifacts
-
-    try:
-        return kept_models.store_url(Artifacts.model_validate(attrs.get("spec", {}).get("artifacts", {})), storage_url)
-    except (SweeperError, ValueError):
-        return None
-
-
-def studies_table(rows: list[dict[str, Any]]) -> str:
-    """`sweeper studies` and the end of `sweeper sweep`: one line per study."""
-
-    def cell(value: Any) -> Any:
-        if isinstance(value, float):
-            return f"{value:.4f}"
-        if isinstance(value, dict):
-            return format_params(value)
-        return "-" if value is None else value
-
-    return tabulate([{k: cell(v) for k, v in row.items()} for row in rows], headers="keys")

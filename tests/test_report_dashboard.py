@@ -108,7 +108,17 @@ def test_html_report_is_self_contained_with_every_figure(filled, tmp_path) -> No
     result = run_sweeper("report", "reported", "--storage", url, "-f", "html", "--out", str(out), env=env)
     assert result.returncode == 0, result.stderr
     page = out.read_text()
-    for name in ("regularizer", "learning_rate", "gap", "curves", "importance", "timeline", "progress"):
+    for name in (
+        "regularizer",
+        "learning_rate",
+        "gap",
+        "curves",
+        "importance",
+        "timeline",
+        "progress",
+        "confirmed",
+        "tradeoff",
+    ):
         assert f'id="figure-{name}"' in page
     assert "<script src=" not in page and "Plotly.newPlot" in page and len(page) > 3_000_000  # plotly.js inline
 
