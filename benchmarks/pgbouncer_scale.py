@@ -37,7 +37,7 @@ from benchmarks.common import ROOT, scratch_postgres, write
 from benchmarks.worker_scaling import SleepingChild
 from sweeper import storage, studyfile, urls
 from sweeper.fleet import open_study
-from sweeper.studyfile import StudySpec
+from sweeper.studyfile import Confirm, StudySpec
 from sweeper.worker import Worker
 from tests.pgbouncer import PgBouncer, own_database, server_connections
 
@@ -199,6 +199,7 @@ def main() -> None:
                 "study": base.study.model_copy(update={"name": f"scale-{workers}", "budget": workers * per_worker}),
                 "training": base.training.model_copy(update={"epochs": epochs}),
                 "baselines": [],
+                "confirm": Confirm(),  # the search's mechanics only: no confirmation runs
             })  # fmt: skip
             rows.append(_run(side, workers, spec, epoch_seconds=1.0, per_process=args.threads_per_process))
             print(rows[-1], flush=True)

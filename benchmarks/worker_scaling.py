@@ -24,7 +24,7 @@ from benchmarks.common import ROOT, median, scratch_postgres, write
 from sweeper import storage, studyfile, urls
 from sweeper.fleet import open_study
 from sweeper.protocol import ChildMessage, Done, Epoch
-from sweeper.studyfile import StudySpec
+from sweeper.studyfile import Confirm, StudySpec
 from sweeper.worker import Worker
 
 COUNTS = (1, 2, 4, 8)
@@ -123,6 +123,7 @@ def main() -> None:
             "study": base.study.model_copy(update={"name": f"scaling-{index}-{workers}", "budget": workers * per_worker}),
             "training": base.training.model_copy(update={"epochs": epochs}),
             "fleet": base.fleet.model_copy(update={"poll_seconds": 0.2}),
+            "confirm": Confirm(),  # the search's mechanics only: no confirmation runs
         })  # fmt: skip
         with scratch_postgres() as url, tempfile.TemporaryDirectory():
             runs.append(_rate(urls.resolve_url(url), spec, workers, epoch_seconds))
