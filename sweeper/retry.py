@@ -36,6 +36,11 @@ def _first_line(exc: BaseException) -> str:
 def is_transient(exc: BaseException) -> bool:
     """A lost or refused connection that may come back, as opposed to a wrong password or bad data."""
     cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
+    if isinstance(cause, sqlalchemy.exc.PendingRollbackError):
+        # Only follows a connection lost mid-transaction (Optuna's trial query retries a slower form
+        # in the same session when the first fails); the session is closed after it, so a retry
+        # gets a fresh connection.
+        return True
     if not isinstance(
         cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError)
     ):
