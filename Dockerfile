@@ -19,8 +19,10 @@ ENV PYTHONUNBUFFERED=1 \
     SWEEPER_CACHE_DIR=/cache/sweeper \
     SWEEPER_GPU_LOCK_DIR=/locks
 
-# /cache and /locks stay empty here: replicas started together on a new named volume would
-# otherwise race to copy subdirectories into it ("file exists"). sweeper and Keras create them.
+# /cache, /locks and /models (the kept models) are made below, owned by the user the containers
+# run as, so a new named volume mounted on them is writable. They stay empty: replicas started
+# together on a new named volume would otherwise race to copy subdirectories into it ("file
+# exists"); sweeper and Keras create what they need.
 WORKDIR /app
 # Dependencies first, from pyproject.toml alone, in a layer of their own: editing sweeper's code
 # rebuilds only the small layer below, not TensorFlow's.
@@ -33,8 +35,8 @@ COPY studies ./studies
 RUN python3 -m pip install --no-deps . \
     && rm -rf build sweeper.egg-info \
     && useradd --create-home --uid 1000 sweeper \
-    && mkdir -p /cache /locks \
-    && chown sweeper:sweeper /cache /locks
+    && mkdir -p /cache /locks /models \
+    && chown sweeper:sweeper /cache /locks /models
 
 USER sweeper
 ENTRYPOINT ["sweeper"]
