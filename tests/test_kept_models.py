@@ -5,7 +5,9 @@ Real PostgreSQL, real smoke trials on real CIFAR-10 images, Optuna's file artifa
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +18,27 @@ from optuna.trial import TrialState
 import sweeper
 from sweeper import kept_models, storage
 from sweeper.errors import SweeperError
-from tests.conftest import run_sweeper, study_file
+from tests.conftest import FIXTURE_DATA, _fresh_database, run_sweeper, study_file
 from tests.fleet import trials
 
 
-@pytest.fixture
-def swept(pg_url: str, cli_env: dict, tmp_path: Path) -> tuple[str, dict, Path]:
-    """A smoke study of 4 trials on PostgreSQL that keeps its best 2 models."""
-    path = study_file(tmp_path, study={"name": "kept", "budget": 4}, artifacts={"keep_top": 2}, pruner={"type": "none"})
-    result = run_sweeper("sweep", str(path), "--workers", "2", "--storage", pg_url, env=cli_env)
-    assert result.returncode == 0, result.stderr
-    return pg_url, cli_env, Path(cli_env["SWEEPER_ARTIFACTS"].removeprefix("file://"))
+@pytest.fixture(scope="module")
+def swept(
+    pg_server: str, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, dict, Path]]:
+    """A smoke study of 4 trials on PostgreSQL that keeps its best 2 models (one sweep for the module)."""
+    tmp = tmp_path_factory.mktemp("kept")
+    env = {k: v for k, v in os.environ.items() if k != "SWEEPER_STORAGE"}
+    env.update(
+        SWEEPER_DATA_DIR=str(FIXTURE_DATA),
+        SWEEPER_CACHE_DIR=str(cache_dir),
+        SWEEPER_ARTIFACTS=f"file://{tmp / 'models'}",
+    )
+    path = study_file(tmp, study={"name": "kept", "budget": 4}, artifacts={"keep_top": 2}, pruner={"type": "none"})
+    for url in _fresh_database(pg_server):
+        result = run_sweeper("sweep", str(path), "--workers", "2", "--storage", url, env=env)
+        assert result.returncode == 0, result.stderr
+        yield url, env, tmp / "models"
 
 
 def test_the_best_keep_top_models_stay_and_export_reproduces_the_best(swept, tmp_path: Path, monkeypatch) -> None:
