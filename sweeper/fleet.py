@@ -157,11 +157,10 @@ class Reaper:
 
 
 def claim(store: Store, study: optuna.Study, spec: StudySpec, reaper: Reaper, name: str) -> Claim:
-    """Under the study lock: reap if due, then take a trial if the budget allows; `start` it next.
+    """Under the study lock: reap if due, then take a trial if the budget allows, with its first heartbeat.
 
-    The lock covers only what must be atomic: counting and creating the trial. The rest is
-    `start`'s, retried on its own: retrying a whole claim after an outage cut it short would
-    create a second trial and orphan the first.
+    Sampling (TPE reads the whole history) happens after the lock is released, so claims stay
+    short; the per-trial seed and TPE's constant liar keep concurrent workers from choosing alike.
     """
     with store.lock(spec.name), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "heartbeat is supposed to be used with optimize"
@@ -176,19 +175,9 @@ def claim(store: Store, study: optuna.Study, spec: StudySpec, reaper: Reaper, na
             return Claim(ClaimStatus.DONE, now)
         if now.full:
             return Claim(ClaimStatus.FULL, now)
-        return Claim(ClaimStatus.TRIAL, now, study.ask())  # a new trial, or the next queued baseline or retry
-
-
-def start(store: Store, study: optuna.Study, spec: StudySpec, trial: optuna.trial.Trial, name: str) -> None:
-    """A claimed trial's first heartbeat, its parameters and its worker; safe to retry.
-
-    Sampling (TPE reads the whole history) happens here, after the lock is released, so claims
-    stay short; the per-trial seed and TPE's constant liar keep concurrent workers from choosing
-    alike. Suggesting again returns the parameters already stored.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
+        trial = study.ask()  # a new trial, or the next queued baseline or retry
         store.storage.record_heartbeat(trial._trial_id)
     search.seed_trial(study.sampler, spec, trial.number)
     search.suggest(trial, spec)
     trial.set_user_attr("worker", name)  # who holds it, visible while it runs
+    return Claim(ClaimStatus.TRIAL, now, trial)

@@ -235,9 +235,7 @@ def adopt_orphans(store: Store, study_id: int, older_than_seconds: float) -> int
 
     A worker killed between claiming a trial and its first heartbeat, or whose claim committed
     while its connection dropped, leaves such a trial; Optuna never considers it stale.
-    Call under the study lock. Only trials older than the stale limit count: a live worker
-    between claim and first heartbeat gives its trial one within that time (and a heartbeat
-    given here is refreshed by its own).
+    Call under the study lock, where no live worker is between claim and heartbeat.
     """
     cutoff = datetime.datetime.now() - datetime.timedelta(seconds=older_than_seconds)
     query = sqlalchemy.text(

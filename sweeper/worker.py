@@ -8,7 +8,6 @@ and handles SIGTERM and Ctrl-C.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import secrets
@@ -144,8 +143,6 @@ class Worker:
                 if claim.status == ClaimStatus.FULL:
                     self.stop.wait(self.spec.fleet.poll_seconds)  # a running trial may yet fail
                     continue
-                start = functools.partial(fleet.start, self.store, self.study, self.spec, claim.trial, self.name)
-                self._db(start, "starting a trial")  # retried on its own: the trial is already ours
                 self._heartbeat.hold(claim.trial._trial_id)
                 try:
                     outcome = self._runner.run(claim.trial)
