@@ -24,8 +24,8 @@ def is_confirmation(attrs: dict) -> bool:
 
 
 def total_budget(study: optuna.Study, spec: StudySpec) -> int:
-    """The search budget plus the confirmation trials once they are queued."""
-    return spec.study.budget + study.user_attrs.get(QUEUED, 0)
+    """The search budget plus the confirmation trials once they are queued (no read without confirmation)."""
+    return spec.study.budget + (study.user_attrs.get(QUEUED, 0) if spec.confirm.seeds else 0)
 
 
 def pending(study: optuna.Study, spec: StudySpec) -> bool:
