@@ -19,6 +19,8 @@ import optuna
 import sqlalchemy
 from tabulate import tabulate
 
+from sweeper.studyfile import Confirm, StudySpec
+
 # Benchmarks print their own tables; Optuna's per-study info lines and experimental notes are noise.
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -92,3 +94,9 @@ def sweeper(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     return subprocess.run(
         [sys.executable, "-m", "sweeper", *args], env=env, cwd=cwd, capture_output=True, text=True, check=False
     )
+
+
+def search_mechanics(spec: StudySpec, **updates: Any) -> StudySpec:
+    """The real study file's search alone: no confirmation runs, no group assignments (whose reads and
+    queued trials belong to the question, not to the fleet's mechanics these benchmarks measure)."""
+    return spec.model_copy(update={**updates, "confirm": Confirm(), "compare": None})

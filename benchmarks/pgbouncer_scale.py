@@ -33,11 +33,11 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
-from benchmarks.common import ROOT, scratch_postgres, write
+from benchmarks.common import ROOT, scratch_postgres, search_mechanics, write
 from benchmarks.worker_scaling import SleepingChild
 from sweeper import storage, studyfile, urls
 from sweeper.fleet import open_study
-from sweeper.studyfile import Confirm, StudySpec
+from sweeper.studyfile import StudySpec
 from sweeper.worker import Worker
 from tests.pgbouncer import PgBouncer, own_database, server_connections
 
@@ -195,12 +195,12 @@ def main() -> None:
     for index, workers in enumerate(counts):
         sides = args.sides if index % 2 == 0 else args.sides[::-1]
         for side in sides:
-            spec = base.model_copy(update={
-                "study": base.study.model_copy(update={"name": f"scale-{workers}", "budget": workers * per_worker}),
-                "training": base.training.model_copy(update={"epochs": epochs}),
-                "baselines": [],
-                "confirm": Confirm(),  # the search's mechanics only: no confirmation runs
-            })  # fmt: skip
+            spec = search_mechanics(
+                base,
+                study=base.study.model_copy(update={"name": f"scale-{workers}", "budget": workers * per_worker}),
+                training=base.training.model_copy(update={"epochs": epochs}),
+                baselines=[],
+            )  # fmt: skip
             rows.append(_run(side, workers, spec, epoch_seconds=1.0, per_process=args.threads_per_process))
             print(rows[-1], flush=True)
     pooled = [r for r in rows if r["side"] == "pgbouncer"] or rows

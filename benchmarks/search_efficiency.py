@@ -24,7 +24,7 @@ from tabulate import tabulate
 
 from benchmarks.build_table import TABLE, done, grid
 from benchmarks.common import ROOT, write
-from sweeper import search, studyfile
+from sweeper import comparison, search, studyfile
 from sweeper.studyfile import StudySpec
 
 RANDOM_SEED_OFFSET = 100_000
@@ -66,6 +66,8 @@ def replay(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list[tuple[
             study.enqueue_trial(baseline.model_dump())
     spent, best, trace = 0, -1.0, []
     for number in range(spec.study.budget):
+        if tuned:
+            comparison.assign(study, spec)  # [compare]'s group assignments, as a worker's claim makes them
         trial = study.ask()
         search.seed_trial(study.sampler, spec, number)
         search.suggest(trial, spec)

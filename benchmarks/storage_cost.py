@@ -21,12 +21,12 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from benchmarks.common import ROOT, median, scratch_postgres, write
+from benchmarks.common import ROOT, median, scratch_postgres, search_mechanics, write
 from sweeper import fleet, search, storage, studyfile, urls
 from sweeper.heartbeat import Reach
 from sweeper.recording import Recorder
 from sweeper.storage import Store
-from sweeper.studyfile import Confirm, StudySpec
+from sweeper.studyfile import StudySpec
 from sweeper.trial_runner import should_stop
 
 PLAIN = "plain Optuna script, postgresql"
@@ -93,9 +93,7 @@ def main() -> None:
     small, large = (10, 40) if args.quick else (100, 1000)
     window = 5 if args.quick else 20
     spec = studyfile.load(ROOT / "studies" / "cifar10-regularization.toml")
-    spec = spec.model_copy(
-        update={"study": spec.study.model_copy(update={"budget": large + window}), "confirm": Confirm()}
-    )
+    spec = search_mechanics(spec, study=spec.study.model_copy(update={"budget": large + window}))
     epochs = spec.training.epochs
 
     with scratch_postgres() as pg_url, scratch_postgres() as plain_url, tempfile.TemporaryDirectory() as tmp:

@@ -21,10 +21,9 @@ from typing import Any
 import optuna
 import sqlalchemy
 
-from benchmarks.common import ROOT, median, scratch_postgres, write
+from benchmarks.common import ROOT, median, scratch_postgres, search_mechanics, write
 from benchmarks.storage_cost import WorkerPath
 from sweeper import fleet, search, studyfile, urls
-from sweeper.studyfile import Confirm
 
 # (owner, attribute, phase): the worker's path as it calls them.
 PHASES = (
@@ -89,9 +88,7 @@ def main() -> None:
     size = args.study_size or (30 if args.quick else 1000)
     trials = args.trials or (5 if args.quick else 40)
     spec = studyfile.load(ROOT / "studies" / "cifar10-regularization.toml")
-    spec = spec.model_copy(
-        update={"study": spec.study.model_copy(update={"budget": size + trials}), "confirm": Confirm()}
-    )
+    spec = search_mechanics(spec, study=spec.study.model_copy(update={"budget": size + trials}))
 
     with scratch_postgres() as url:
         worker = WorkerPath(urls.resolve_url(url), spec)

@@ -20,11 +20,11 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from benchmarks.common import ROOT, median, scratch_postgres, write
+from benchmarks.common import ROOT, median, scratch_postgres, search_mechanics, write
 from sweeper import storage, studyfile, urls
 from sweeper.fleet import open_study
 from sweeper.protocol import ChildMessage, Done, Epoch
-from sweeper.studyfile import Confirm, StudySpec
+from sweeper.studyfile import StudySpec
 from sweeper.worker import Worker
 
 COUNTS = (1, 2, 4, 8)
@@ -119,12 +119,12 @@ def main() -> None:
     base = studyfile.load(ROOT / "studies" / "cifar10-regularization.toml")
     runs: list[dict[str, Any]] = []
     for index, workers in enumerate(order):
-        spec = base.model_copy(update={
-            "study": base.study.model_copy(update={"name": f"scaling-{index}-{workers}", "budget": workers * per_worker}),
-            "training": base.training.model_copy(update={"epochs": epochs}),
-            "fleet": base.fleet.model_copy(update={"poll_seconds": 0.2}),
-            "confirm": Confirm(),  # the search's mechanics only: no confirmation runs
-        })  # fmt: skip
+        spec = search_mechanics(
+            base,
+            study=base.study.model_copy(update={"name": f"scaling-{index}-{workers}", "budget": workers * per_worker}),
+            training=base.training.model_copy(update={"epochs": epochs}),
+            fleet=base.fleet.model_copy(update={"poll_seconds": 0.2}),
+        )  # fmt: skip
         with scratch_postgres() as url, tempfile.TemporaryDirectory():
             runs.append(_rate(urls.resolve_url(url), spec, workers, epoch_seconds))
         print(runs[-1], flush=True)

@@ -33,14 +33,13 @@ def pending(study: optuna.Study, spec: StudySpec) -> bool:
     return spec.confirm.seeds > 0 and QUEUED not in study.user_attrs
 
 
-def chosen(trials: list[FrozenTrial], top: int) -> list[FrozenTrial]:
-    """Each batch normalization group's best search trial, the baseline, then the `top` best overall."""
+def chosen(trials: list[FrozenTrial], top: int, by: str = "batchnorm") -> list[FrozenTrial]:
+    """Each compared group's best search trial (batch normalization on, off), the baseline, then the `top` best overall."""
     search = [t for t in trials if t.state == TrialState.COMPLETE and not is_confirmation(t.user_attrs)]
     ranked = sorted(search, key=lambda t: (-t.value, t.number))
     picks: list[FrozenTrial] = []
-    for batchnorm in (True, False):
-        best = next((t for t in ranked if t.params.get("batchnorm") is batchnorm), None)
-        picks += [best] if best else []
+    for group in dict.fromkeys(t.params.get(by) for t in ranked):
+        picks.append(next(t for t in ranked if t.params.get(by) == group))
     picks += [t for t in ranked if t.user_attrs.get("baseline")][:1]
     picks += ranked[:top] if top else []
     unique = {t.number: t for t in picks}
@@ -49,7 +48,8 @@ def chosen(trials: list[FrozenTrial], top: int) -> list[FrozenTrial]:
 
 def enqueue(study: optuna.Study, spec: StudySpec) -> int:
     """Queue the confirmation trials; the caller holds the study lock and has checked `pending`."""
-    picks = chosen(study.get_trials(deepcopy=False), spec.confirm.top)
+    by = spec.compare.by if spec.compare else "batchnorm"
+    picks = chosen(study.get_trials(deepcopy=False), spec.confirm.top, by)
     for trial in picks:
         for _ in range(spec.confirm.seeds):
             study.enqueue_trial(

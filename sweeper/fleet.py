@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import confirmation, search, storage
+from sweeper import comparison, confirmation, search, storage
 from sweeper.errors import SweeperError
 from sweeper.heartbeat import Reach
 from sweeper.storage import Store
@@ -175,7 +175,8 @@ def claim(store: Store, study: optuna.Study, spec: StudySpec, reaper: Reaper, na
             return Claim(ClaimStatus.DONE, now)
         if now.full:
             return Claim(ClaimStatus.FULL, now)
-        trial = study.ask()  # a new trial, or the next queued baseline or retry
+        comparison.assign(study, spec)
+        trial = study.ask()  # a new trial, or the next queued baseline, group assignment or retry
         store.storage.record_heartbeat(trial._trial_id)
     search.seed_trial(study.sampler, spec, trial.number)
     search.suggest(trial, spec)

@@ -12,7 +12,7 @@ import optuna
 import plotly.offline
 from tabulate import tabulate
 
-from sweeper import figures, summary
+from sweeper import figures, search, summary
 from sweeper.errors import SweeperError
 from sweeper.storage import Store
 from sweeper.urls import mask
@@ -113,8 +113,12 @@ def text(content: dict[str, Any]) -> str:
 
 
 def _extra_tables(content: dict[str, Any]) -> list[tuple[str, tuple[list[str], list[list[Any]]]]]:
-    """The confirmed configurations (when there are any) and the trade-off front, as (title, (headers, rows))."""
+    """The search per group, the confirmed configurations (when there are any) and the trade-off front, as (title, (headers, rows))."""
     tables = []
+    if content["groups"]:
+        effort = [[g["value"], g["complete"], g["pruned"], g["epochs"]] for g in content["groups"]]
+        title = f"Search per {content['groups'][0]['by']} group: finished trials and epochs trained"
+        tables.append((title, (["value", "complete", "pruned", "epochs"], effort)))
     if content["confirmed"]:
         rows = [
             [c["trial"], "on" if c["params"]["batchnorm"] else "off", _fmt(c["params"]["dropout"], 3),
@@ -154,7 +158,7 @@ def trials_csv(study: optuna.Study) -> str:
     writer = csv.writer(out)
     writer.writerow(["number", "state", "value", *params, "datetime_start", "datetime_complete", *attr_keys])
     for t in trials:
-        values = t.params or t.system_attrs.get("fixed_params", {})
+        values = search.params_of(t)
         writer.writerow(
             [t.number, t.state.name, t.value, *(values.get(p) for p in params), t.datetime_start, t.datetime_complete]
             + [

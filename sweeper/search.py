@@ -47,6 +47,11 @@ def suggest(trial: optuna.trial.Trial, spec: StudySpec) -> dict:
     return params
 
 
+def params_of(trial: optuna.trial.FrozenTrial) -> dict:
+    """A trial's parameters; for a queued trial not yet started, the ones it was queued with."""
+    return trial.params or trial.system_attrs.get("fixed_params", {})
+
+
 def format_params(params: dict) -> str:
     """Parameters as one short line for logs and tables: dropout=0.31 batchnorm=True ..."""
     return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())

@@ -205,6 +205,15 @@ class Confirm(_Strict):
     """Confirm this many of the overall best too, besides each batch normalization group's best and the baseline."""
 
 
+class Compare(_Strict):
+    """Give every group of one parameter its share of the search (see `sweeper.comparison`)."""
+
+    by: str
+    """A parameter with choices (`batchnorm`): its values are the groups compared."""
+    min_trials: Annotated[int, Field(ge=1, le=1_000_000)]
+    """Search trials each group gets, whatever the sampler prefers."""
+
+
 class Baseline(_Strict):
     dropout: float
     batchnorm: bool
@@ -247,6 +256,7 @@ class StudySpec(_Strict):
     fleet: Fleet = Fleet()
     artifacts: Artifacts = Artifacts()
     confirm: Confirm = Confirm()
+    compare: Compare | None = None
     baselines: list[Baseline] = []
 
     @model_validator(mode="after")
@@ -256,6 +266,22 @@ class StudySpec(_Strict):
                 value = getattr(baseline, name)
                 if not getattr(self.space, name).contains(value):
                     raise ValueError(f"baselines[{i}].{name} = {value!r} lies outside the search space")
+        return self
+
+    @model_validator(mode="after")
+    def _compare_fits(self) -> StudySpec:
+        if self.compare is None:
+            return self
+        dist = self.space.distributions().get(self.compare.by)
+        if not isinstance(dist, optuna.distributions.CategoricalDistribution):
+            choices = [n for n, d in self.space.distributions().items() if hasattr(d, "choices")]
+            raise ValueError(f"compare.by = {self.compare.by!r} must name a parameter with choices: {choices}")
+        needed = len(dist.choices) * self.compare.min_trials
+        if needed > self.study.budget:
+            raise ValueError(
+                f"compare.min_trials = {self.compare.min_trials} for {len(dist.choices)} groups needs "
+                f"{needed} trials; the budget is {self.study.budget}"
+            )
         return self
 
     @property

@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper import confirmation, uncertainty
+from sweeper import comparison, confirmation, search, uncertainty
 
 DROPOUT_BINS = 3
 LEARNED_MARGIN = 0.03
@@ -51,7 +51,7 @@ def rows(study: optuna.Study) -> list[Row]:
     out = []
     removed = set(study.user_attrs.get("models_removed", []))
     for trial in study.get_trials(deepcopy=False):
-        params, attrs = trial.params or trial.system_attrs.get("fixed_params", {}), trial.user_attrs
+        params, attrs = search.params_of(trial), trial.user_attrs
         out.append(
             Row(
                 number=trial.number,
@@ -95,6 +95,7 @@ def summary(study: optuna.Study, storage_label: str) -> dict[str, Any]:
         "baseline": _trial_json(baseline),
         "top": [_trial_json(r) for r in finished[:10]],
         "regularizers": regularizers,
+        "groups": comparison.effort(study, [r.trial for r in search_rows]),
         "answer": answer(best, baseline, regularizers) + (" " + confirmed_sentence(confirmed, best) if best else ""),
         "confirmed": confirmed,
         "pareto": [_trial_json(r) for r in pareto(complete)],
