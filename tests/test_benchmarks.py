@@ -79,6 +79,16 @@ def test_search_efficiency_on_a_tiny_real_table(bench_env: dict, result, tmp_pat
     assert len(summary["candidates"]) > 1 and all(c["median study epochs"] > 0 for c in summary["candidates"])
 
 
+def test_head_to_head_replays_both_sides_on_the_committed_table(bench_env: dict, result) -> None:
+    _run("head_to_head", "replay", "--quick", env=bench_env)
+    rows, summary = result("head_to_head")["rows"], result("head_to_head")["summary"]
+    assert len(rows) == 3 and summary["study_trials"] == summary["plain_trials"]
+    for row in rows:
+        assert 0 < row["study best at same epochs"] <= row["study best"] <= 1
+        assert 0 < row["plain best at same epochs"] <= row["plain best"] <= 1
+        assert row["same epochs"] == min(row["study epochs"], row["plain epochs"])
+
+
 def test_gpu_check_runs_its_packed_sweeps_on_the_cpu(bench_env: dict, tmp_path: Path) -> None:
     _run("gpu_check", "run", "--cpu", "--workers", "1", "--out", str(tmp_path), env=bench_env)
     written = json.loads((tmp_path / "gpu_check.json").read_text())
