@@ -54,6 +54,7 @@ class WorkerPath:
     def one_trial(self, epochs: int) -> float:
         started = time.perf_counter()
         trial = fleet.claim(self.store, self.study, self.spec, self.reaper, self.name).trial
+        fleet.start(trial, self.study, self.spec, self.name)
         history: dict[str, list[float]] = {"val_acc": [], "acc": []}
         state = TrialState.COMPLETE
         for epoch in range(1, epochs + 1):

@@ -160,9 +160,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             spec, store, study, folder, n_trials=args.n_trials, gpu=gpu, backend=backend, stop=stop,
             on_event=events.JsonLines() if args.events == "json" else lambda _event: None,
             epoch_lines=not args.no_epoch_lines, verbose=args.verbose or args.debug,
-            keeper=kept_models.ModelKeeper(
-                model_store, models_url, spec.artifacts.keep_top, lambda: store.lock(spec.name)
-            ),
+            keeper=kept_models.ModelKeeper(model_store, spec.artifacts.keep_top, lambda: store.lock(spec.name)),
         )  # fmt: skip
         install_signal_handlers(worker.request_stop)
         log.info("%s: joined study %s on %s (%s, GPU %s)", worker.name, spec.name, urls.mask(url), backend, gpu.label)

@@ -1,8 +1,10 @@
 """Workers sharing one study: open it, claim trials under the study lock, count the budget, reap the dead.
 
 Claims happen under the study lock (a PostgreSQL advisory lock; a file lock beside a SQLite
-file), so the budget is exact however many workers share the study. Reaping fails and queues
-again the trials whose heartbeat lapsed, through Optuna's own stale-trial check.
+file), so the budget is exact however many workers share the study. A claim cut short between
+creating its trial and its first heartbeat (an outage, a kill) is taken over by the next claim.
+Reaping fails and queues again the trials whose heartbeat lapsed, through Optuna's own
+stale-trial check.
 """
 
 from __future__ import annotations
@@ -145,40 +147,48 @@ class Reaper:
         """Reap; the caller holds the study lock."""
         fleet = self._spec.fleet
         self._next = time.monotonic() + fleet.stale_after_seconds / 2
-        study_id = self._store.storage.get_study_id_from_name(self._spec.name)
-        adopted = storage.adopt_orphans(self._store, study_id, fleet.stale_after_seconds)
-        if adopted:
-            log.info(
-                "%s: %d RUNNING trial(s) never had a heartbeat; reaped if no worker claims them", self._name, adopted
-            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(self._study)
 
 
 def claim(store: Store, study: optuna.Study, spec: StudySpec, reaper: Reaper, name: str) -> Claim:
-    """Under the study lock: reap if due, then take a trial if the budget allows, with its first heartbeat.
-
-    Sampling (TPE reads the whole history) happens after the lock is released, so claims stay
-    short; the per-trial seed and TPE's constant liar keep concurrent workers from choosing alike.
+    """Under the study lock: take over a claim cut short, or reap if due, then take a trial if the
+    budget allows; either way with its first heartbeat. Its parameters come next, from `start`.
     """
     with store.lock(spec.name), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "heartbeat is supposed to be used with optimize"
-        if reaper.due():
-            reaper.reap_locked()
-        now = progress(study, confirmation.total_budget(study, spec))
-        if now.done and confirmation.pending(study, spec):
-            queued = confirmation.enqueue(study, spec)
-            log.info("%s: search budget met; %d confirmation trial(s) queued", name, queued)
+        abandoned = storage.abandoned_claim(store, spec.name)
+        if abandoned is not None:  # already counted as running: the budget stays exact
+            store.storage.record_heartbeat(abandoned)
+            trial = optuna.trial.Trial(study, abandoned)
             now = progress(study, confirmation.total_budget(study, spec))
-        if now.done:
-            return Claim(ClaimStatus.DONE, now)
-        if now.full:
-            return Claim(ClaimStatus.FULL, now)
-        comparison.assign(study, spec)
-        trial = study.ask()  # a new trial, or the next queued baseline, group assignment or retry
-        store.storage.record_heartbeat(trial._trial_id)
+            log.info("%s: took over trial %d, whose claim was cut short", name, trial.number)
+        else:
+            if reaper.due():
+                reaper.reap_locked()
+            now = progress(study, confirmation.total_budget(study, spec))
+            if now.done and confirmation.pending(study, spec):
+                queued = confirmation.enqueue(study, spec)
+                log.info("%s: search budget met; %d confirmation trial(s) queued", name, queued)
+                now = progress(study, confirmation.total_budget(study, spec))
+            if now.done:
+                return Claim(ClaimStatus.DONE, now)
+            if now.full:
+                return Claim(ClaimStatus.FULL, now)
+            comparison.assign(study, spec)
+            trial = study.ask()  # a new trial, or the next queued baseline, group assignment or retry
+            store.storage.record_heartbeat(trial._trial_id)
+    return Claim(ClaimStatus.TRIAL, now, trial)
+
+
+def start(trial: optuna.trial.Trial, study: optuna.Study, spec: StudySpec, name: str) -> None:
+    """A claimed trial's parameters and its worker's name; safe to retry on the same trial.
+
+    Outside the lock, so claims stay short (TPE reads the whole history); the per-trial seed and
+    TPE's constant liar keep concurrent workers from choosing alike. A step of its own, so that an
+    outage here is retried on the trial already held, not answered with another claim.
+    """
     search.seed_trial(study.sampler, spec, trial.number)
     search.suggest(trial, spec)
     trial.set_user_attr("worker", name)  # who holds it, visible while it runs
-    return Claim(ClaimStatus.TRIAL, now, trial)

@@ -66,9 +66,9 @@ class ModelKeeper:
     """A worker's side of the store: a scratch path per trial, the upload, the trim to the best k."""
 
     def __init__(
-        self, store: FileSystemArtifactStore, url: str, keep_top: int, lock: Callable[[], AbstractContextManager]
+        self, store: FileSystemArtifactStore, keep_top: int, lock: Callable[[], AbstractContextManager]
     ) -> None:
-        self.store, self.url, self.keep_top, self._lock = store, url, keep_top, lock
+        self.store, self.keep_top, self._lock = store, keep_top, lock
         self._scratch = tempfile.TemporaryDirectory(prefix="sweeper-models-")
 
     def path_for(self, trial_number: int) -> Path:

@@ -7,7 +7,6 @@ never create a database.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fcntl
 import random
 import threading
@@ -227,23 +226,18 @@ def _file_lock(url: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def adopt_orphans(store: Store, study_id: int, older_than_seconds: float) -> int:
-    """Give a heartbeat to RUNNING trials that never had one, so Optuna's stale check can reap them.
+def abandoned_claim(store: Store, study_name: str) -> int | None:
+    """The id of a RUNNING trial that never had a heartbeat: a claim cut short. Call under the study lock.
 
-    Raw SQL because Optuna's public API has no way to find them: its stale check only sees
-    trials that have a heartbeat row.
-
-    A worker killed between claiming a trial and its first heartbeat, or whose claim committed
-    while its connection dropped, leaves such a trial; Optuna never considers it stale.
-    Call under the study lock, where no live worker is between claim and heartbeat.
+    A claim creates its trial and records its first heartbeat under the study lock, so under the
+    lock such a trial has no live worker: the storage went away between the two (an outage, a
+    connection dropped after its commit) or the worker was killed there. The next claim takes it
+    over. Raw SQL because Optuna's public API cannot see which trials have a heartbeat.
     """
-    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=older_than_seconds)
     query = sqlalchemy.text(
-        "SELECT t.trial_id FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
-        "WHERE t.study_id = :study AND t.state = 'RUNNING' AND h.trial_id IS NULL AND t.datetime_start < :cutoff"
+        "SELECT t.trial_id FROM trials t JOIN studies s ON s.study_id = t.study_id "
+        "LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+        "WHERE s.study_name = :name AND t.state = 'RUNNING' AND h.trial_id IS NULL ORDER BY t.trial_id LIMIT 1"
     )
     with store.storage.engine.connect() as connection:
-        orphans = [row[0] for row in connection.execute(query, {"study": study_id, "cutoff": cutoff})]
-    for trial_id in orphans:
-        store.storage.record_heartbeat(trial_id)
-    return len(orphans)
+        return connection.execute(query, {"name": study_name}).scalar()

@@ -56,9 +56,9 @@ class Outcome(enum.Enum):
 def should_stop(trial: optuna.trial.Trial, spec: StudySpec, val_acc: float, epoch: int) -> bool:
     """Report the epoch's val_acc to Optuna; True if the pruner says stop (never for a confirmation run)."""
     trial.report(val_acc, epoch)
-    if confirmation.is_confirmation(trial.user_attrs):
-        return False
-    return search.can_prune_at(spec, epoch) and trial.should_prune()
+    if not search.can_prune_at(spec, epoch) or confirmation.is_confirmation(trial.user_attrs):
+        return False  # the attributes are read only where the pruner could decide
+    return trial.should_prune()
 
 
 @dataclass

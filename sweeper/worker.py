@@ -8,6 +8,7 @@ and handles SIGTERM and Ctrl-C.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -145,6 +146,8 @@ class Worker:
                     continue
                 self._heartbeat.hold(claim.trial._trial_id)
                 try:
+                    start = functools.partial(fleet.start, claim.trial, self.study, self.spec, self.name)
+                    self._db(start, f"starting trial {claim.trial.number}")  # an outage here keeps the trial
                     outcome = self._runner.run(claim.trial)
                 finally:
                     self._heartbeat.release()

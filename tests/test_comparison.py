@@ -26,6 +26,7 @@ def _sweep_by_claims(url: str, spec: studyfile.StudySpec) -> list[fleet.Claim]:
         claims = []
         while (claim := fleet.claim(store, study, spec, reaper, "unit")).status == fleet.ClaimStatus.TRIAL:
             claims.append(claim)
+            fleet.start(claim.trial, study, spec, "unit")
             value = 0.9 if claim.trial.params["batchnorm"] else 0.1
             recorder.finish(claim.trial, TrialState.COMPLETE, {}, {"val_acc": [value] * 3, "acc": [value] * 3}, 0.0)
         return claims

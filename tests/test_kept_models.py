@@ -101,7 +101,7 @@ def test_a_postgresql_worker_without_a_model_store_stops_before_touching_the_dat
 def test_an_upload_that_fails_records_the_result_without_a_model(tmp_path: Path) -> None:
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'x.db'}", direction="maximize")
     folder = tmp_path / "models"
-    keeper = kept_models.ModelKeeper(kept_models.open_store(f"file://{folder}"), f"file://{folder}", 2, lambda: None)
+    keeper = kept_models.ModelKeeper(kept_models.open_store(f"file://{folder}"), 2, lambda: None)
     trial = study.ask()
     keeper.path_for(trial.number).write_bytes(b"a model")
     folder.rmdir()  # the store went away mid-sweep

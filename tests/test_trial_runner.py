@@ -53,6 +53,7 @@ def _sweeper_side(url: str, spec: studyfile.StudySpec, trials: int) -> dict[int,
         stopped = {}
         for _ in range(trials):
             trial = fleet.claim(store, study, spec, reaper, "unit").trial
+            fleet.start(trial, study, spec, "unit")
             state, history = TrialState.COMPLETE, {"val_acc": [], "acc": []}
             for epoch, value in enumerate(_curve(trial.number), start=1):
                 history["val_acc"].append(value)
