@@ -38,9 +38,9 @@ lint: setup
 # The whole suite: lint, the fast part, then the load and outage tests (slow) and the Docker engine
 # tests (engine), which run alone: they load every core themselves or start their own engine.
 test: test-fast
-	$(BIN)/python -m pytest -m "slow or engine"
+	$(BIN)/python -m pytest -m "slow or engine" --durations=5
 
 # Everything but the load, outage and engine tests, on 3 processes: much of it waits on real
 # processes (workers, training children, PostgreSQL), so the two cores stay busy.
 test-fast: setup system-packages lint
-	$(BIN)/python -m pytest -n 3 --dist worksteal -m "not slow and not engine"
+	$(BIN)/python -m pytest -n 3 --dist worksteal -m "not slow and not engine" --durations=15

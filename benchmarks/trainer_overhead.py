@@ -58,7 +58,8 @@ def _worker(
 ) -> dict:
     spec = tomllib_load(ROOT / "studies" / "cifar10-regularization.toml")
     spec["study"].update(name=f"overhead-{index}", budget=trials)
-    spec.pop("confirm", None)  # one configuration timed, no confirmation runs
+    spec.pop("confirm", None)  # one configuration timed: no confirmation runs, no group assignments
+    spec.pop("compare", None)
     if trials_per_child:
         spec["fleet"]["trials_per_child"] = trials_per_child
     spec["training"].update(epochs=epochs, **({"max_train_images": images} if images else {}))

@@ -127,7 +127,7 @@ def _gpu_args(args: argparse.Namespace, backend: str) -> list[str]:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from sweeper import gpus, kept_models
+    from sweeper import gpus, kept_models, model_stores
     from sweeper.fleet import open_study
     from sweeper.worker import Worker, install_signal_handlers
 
@@ -135,7 +135,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     backend = backends.resolve(args.backend)
     url = urls.resolve_url(args.storage)
     models_url = kept_models.store_url(spec.artifacts, url)
-    model_store = kept_models.open_store(models_url)  # checked now, not after a trial has trained
+    model_store = model_stores.open_store(models_url)  # checked now, not after a trial has trained
     stop = threading.Event()
     install_signal_handlers(lambda _reason: stop.set())  # until a trial can be running
     folder = data.prepare(data.resolve_data_dir(args.data_dir), spec.training)
@@ -171,13 +171,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from sweeper import kept_models
+    from sweeper import kept_models, model_stores
     from sweeper.sweep import run_workers
 
     spec = studyfile.load(args.study_file)
     backend = backends.resolve(args.backend)
     url = urls.resolve_url(args.storage)
-    kept_models.open_store(kept_models.store_url(spec.artifacts, url))  # one clear error, not one per worker
+    model_stores.open_store(kept_models.store_url(spec.artifacts, url))  # one clear error, not one per worker
     data.prepare(data.resolve_data_dir(args.data_dir), spec.training)  # once, before the workers race for it
     flags = [flag for flag, on in (("--debug", args.debug), ("--verbose", args.verbose)) if on]
     worker_args = [*flags, "worker", args.study_file]
@@ -266,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("optuna", "sqlalchemy", "absl"):
+    for noisy in ("optuna", "sqlalchemy", "absl", "botocore", "boto3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.INFO if args.debug else logging.WARNING)
     if not args.debug:  # heartbeats and retries are marked experimental; users need not hear it
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

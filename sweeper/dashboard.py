@@ -27,10 +27,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna
 import optuna_dashboard
-from optuna.artifacts import FileSystemArtifactStore
 
-from sweeper import figures, kept_models, storage, summary, urls
+from sweeper import figures, kept_models, model_stores, storage, summary, urls
 from sweeper.errors import SweeperError
+from sweeper.model_stores import ModelStore
 from sweeper.studyfile import Artifacts
 
 log = logging.getLogger("sweeper.dashboard")
@@ -155,10 +155,10 @@ class _QuietHandler(WSGIRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
-def _model_store(url: str) -> FileSystemArtifactStore | None:
+def _model_store(url: str) -> ModelStore | None:
     """The kept models' store ($SWEEPER_ARTIFACTS, else beside a SQLite file), so trial pages list them."""
     try:
-        return kept_models.open_store(kept_models.store_url(Artifacts(), url), create=False)
+        return model_stores.open_store(kept_models.store_url(Artifacts(), url), create=False)
     except SweeperError as exc:
         log.info("dashboard: trials' models not listed (%s)", str(exc).split(":", 1)[0])
         return None

@@ -12,24 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore
 
-from sweeper import data, kept_models, report, urls
+from sweeper import data, kept_models, model_stores, report, urls
 from sweeper.child_output import filtered_stderr
 from sweeper.errors import SweeperError
+from sweeper.model_stores import ModelStore
 from sweeper.storage import Store, connect
 from sweeper.studyfile import StudySpec
 
 TOLERANCE = 0.001
 
 
-def _study_and_store(store: Store, study_name: str) -> tuple[optuna.Study, StudySpec, FileSystemArtifactStore]:
+def _study_and_store(store: Store, study_name: str) -> tuple[optuna.Study, StudySpec, ModelStore]:
     study = report.load_study(store, study_name)
     spec = StudySpec.model_validate(study.user_attrs["spec"])
-    return study, spec, kept_models.open_store(kept_models.store_url(spec.artifacts, store.url), create=False)
+    return study, spec, model_stores.open_store(kept_models.store_url(spec.artifacts, store.url), create=False)
 
 
-def _download(models: FileSystemArtifactStore, artifact_id: str, out: Path, number: int) -> None:
+def _download(models: ModelStore, artifact_id: str, out: Path, number: int) -> None:
     try:
         optuna.artifacts.download_artifact(artifact_store=models, file_path=str(out), artifact_id=artifact_id)
     except optuna.artifacts.exceptions.ArtifactNotFound:

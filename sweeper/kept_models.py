@@ -16,17 +16,16 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
 from sweeper import urls
 from sweeper.errors import SweeperError
+from sweeper.model_stores import ENV, ModelStore, store_errors
 from sweeper.studyfile import Artifacts
 
 log = logging.getLogger("sweeper.kept_models")
-ENV = "SWEEPER_ARTIFACTS"
 REMOVED = "models_removed"
 
 
@@ -41,33 +40,14 @@ def store_url(artifacts: Artifacts, storage_url: str) -> str:
         return f"file://{database.with_name(database.stem + '-artifacts')}"
     raise SweeperError(
         f"no store for the trained models of this PostgreSQL study: set {ENV}=file:///path (a folder every "
-        "worker, the dashboard and the report can reach) or [artifacts] store in the study file"
+        "worker, the dashboard and the report can reach) or s3://bucket/prefix, or [artifacts] store in the study file"
     )
-
-
-def open_store(url: str, *, create: bool = True) -> FileSystemArtifactStore:
-    """The store at `url`, checked writable now: a worker must not learn it after a trial has trained."""
-    if not url.startswith("file:///"):
-        raise SweeperError(f"{ENV}={url!r}: expected file:///absolute/path")
-    folder = Path(url.removeprefix("file://"))
-    try:
-        if create:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
-                pass
-        elif not folder.is_dir():
-            raise SweeperError(f"model store {url} does not exist (no model was kept there yet)")
-    except OSError as exc:
-        raise SweeperError(f"model store {url} is not writable: {exc.strerror or exc}") from None
-    return FileSystemArtifactStore(folder)
 
 
 class ModelKeeper:
     """A worker's side of the store: a scratch path per trial, the upload, the trim to the best k."""
 
-    def __init__(
-        self, store: FileSystemArtifactStore, keep_top: int, lock: Callable[[], AbstractContextManager]
-    ) -> None:
+    def __init__(self, store: ModelStore, keep_top: int, lock: Callable[[], AbstractContextManager]) -> None:
         self.store, self.keep_top, self._lock = store, keep_top, lock
         self._scratch = tempfile.TemporaryDirectory(prefix="sweeper-models-")
 
@@ -85,9 +65,10 @@ class ModelKeeper:
                 artifact_store=self.store, file_path=str(path), study_or_trial=trial
             )
             return {"model_saved": True, "model_artifact_id": artifact_id}
-        except OSError as exc:  # disk full, store gone: the result still counts
-            log.warning("trial %d: model not kept (%s); its result is recorded", trial.number, exc.strerror or exc)
-            return {"model_saved": False, "model_error": f"upload failed: {exc.strerror or exc}"}
+        except store_errors() as exc:  # disk full, store gone: the result still counts
+            reason = getattr(exc, "strerror", None) or exc
+            log.warning("trial %d: model not kept (%s); its result is recorded", trial.number, reason)
+            return {"model_saved": False, "model_error": f"upload failed: {reason}"}
         finally:
             path.unlink(missing_ok=True)
 

@@ -18,6 +18,7 @@ import optuna
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sweeper.errors import StudyFileError
+from sweeper.model_stores import check_url
 from sweeper.validation_messages import describe
 
 
@@ -185,15 +186,13 @@ class Artifacts(_Strict):
     """Where COMPLETE trials' trained models are kept (Optuna artifacts), and how many of the best."""
 
     store: str | None = None
-    """`file:///path`; none: `$SWEEPER_ARTIFACTS`, else a folder beside a SQLite study file."""
+    """`file:///path` or `s3://bucket/prefix`; none: `$SWEEPER_ARTIFACTS`, else a folder beside a SQLite study file."""
     keep_top: Annotated[int, Field(ge=1, le=1_000_000)] = 5
 
     @field_validator("store")
     @classmethod
-    def _file_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("file:///"):
-            raise ValueError(f"expected file:///absolute/path (a folder every worker can write), got {value!r}")
-        return value
+    def _store_url(cls, value: str | None) -> str | None:
+        return value if value is None else check_url(value)
 
 
 class Confirm(_Strict):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 import sweeper
-from sweeper import kept_models, storage
+from sweeper import kept_models, model_stores, storage
 from sweeper.errors import SweeperError
 from tests.conftest import FIXTURE_DATA, _fresh_database, run_sweeper, study_file
 from tests.fleet import trials
@@ -91,6 +92,15 @@ def test_a_postgresql_worker_without_a_model_store_stops_before_touching_the_dat
         "worker", str(path), "--storage", pg_url, env={**env, "SWEEPER_ARTIFACTS": f"file://{blocked}"}
     )
     assert result.returncode == 2 and "is not writable" in result.stderr
+    secret = "never-print-this-secret"
+    unreachable = {  # a real S3 client against a port where nothing listens
+        **env, "SWEEPER_ARTIFACTS": "s3://models/sweeps", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}",
+        "AWS_ACCESS_KEY_ID": "sweeper-test", "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "1",
+    }  # fmt: skip
+    result = run_sweeper("worker", str(path), "--storage", pg_url, env=unreachable)
+    assert result.returncode == 2 and "model store s3://models/sweeps is not writable" in result.stderr
+    assert "Traceback" not in result.stderr and secret not in result.stderr + result.stdout
     store = storage.connect(pg_url)
     try:
         assert optuna.get_all_study_summaries(store.storage) == []
@@ -101,7 +111,7 @@ def test_a_postgresql_worker_without_a_model_store_stops_before_touching_the_dat
 def test_an_upload_that_fails_records_the_result_without_a_model(tmp_path: Path) -> None:
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'x.db'}", direction="maximize")
     folder = tmp_path / "models"
-    keeper = kept_models.ModelKeeper(kept_models.open_store(f"file://{folder}"), 2, lambda: None)
+    keeper = kept_models.ModelKeeper(model_stores.open_store(f"file://{folder}"), 2, lambda: None)
     trial = study.ask()
     keeper.path_for(trial.number).write_bytes(b"a model")
     folder.rmdir()  # the store went away mid-sweep
@@ -111,10 +121,20 @@ def test_an_upload_that_fails_records_the_result_without_a_model(tmp_path: Path)
     keeper.close()
 
 
-def test_keep_top_must_be_positive_and_the_store_a_file_url() -> None:
+def test_keep_top_must_be_positive_and_the_store_a_file_or_s3_url() -> None:
     from sweeper import studyfile
 
     text = (Path(__file__).parents[1] / "studies" / "smoke.toml").read_text()
-    for extra, message in [("keep_top = 0", "keep_top"), ('store = "s3://bucket/x"', "expected file:///absolute/path")]:
+    for extra, message in [
+        ("keep_top = 0", "keep_top"),
+        ('store = "models/"', "expected file:///absolute/path or s3://"),
+    ]:
         with pytest.raises(SweeperError, match=re.escape(message)):
             studyfile.parse(text + f"\n[artifacts]\n{extra}\n")
+    assert studyfile.parse(text + '\n[artifacts]\nstore = "s3://bucket/x"\n').artifacts.store == "s3://bucket/x"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
