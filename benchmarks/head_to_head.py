@@ -41,7 +41,7 @@ import optuna
 
 from benchmarks.build_table import TABLE
 from benchmarks.common import ROOT, data_dir, write
-from benchmarks.search_efficiency import Table, replay
+from benchmarks.search_efficiency import Table, play, replay
 from sweeper import studyfile, uncertainty
 
 STUDY = ROOT / "studies" / "cifar10-regularization.toml"
@@ -79,15 +79,8 @@ def _replay_plain(spec: studyfile.StudySpec, table: Table, seed: int, trials: in
     for _ in range(trials):
         trial = study.ask()
         curve = table.curve(suggest_plain(trial, spec))
-        for epoch, value in enumerate(curve, start=1):
-            spent += 1
-            trial.report(value, epoch)
-            if trial.should_prune():
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                break
-        else:
-            study.tell(trial, curve[-1])  # keras_integration.py returns the last epoch's accuracy
-            best = max(best, max(curve))
+        epochs, finished = play(study, trial, curve, curve[-1])  # keras_integration.py returns the last epoch's
+        spent, best = spent + epochs, max(best, finished)
         trace.append((spent, best))
     return trace
 

@@ -72,17 +72,25 @@ def replay(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list[tuple[
         search.seed_trial(study.sampler, spec, number)
         search.suggest(trial, spec)
         curve = table.curve(trial.params)
-        for epoch, value in enumerate(curve, start=1):
-            spent += 1
-            trial.report(value, epoch)
-            if trial.should_prune():
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                break
-        else:
-            study.tell(trial, max(curve))
-            best = max(best, max(curve))
+        epochs, finished = play(study, trial, curve, max(curve))
+        spent, best = spent + epochs, max(best, finished)
         trace.append((spent, best))
     return trace
+
+
+def play(study: optuna.Study, trial: optuna.Trial, curve: list[float], value: float) -> tuple[int, float]:
+    """Answer a trial from its curve, epoch by epoch, until the pruner stops it or the curve ends.
+
+    Returns the epochs it spent and its best val_acc if it finished (-1 if pruned); it is told
+    `value` when it finishes.
+    """
+    for epoch, val_acc in enumerate(curve, start=1):
+        trial.report(val_acc, epoch)
+        if trial.should_prune():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return epoch, -1.0
+    study.tell(trial, value)
+    return len(curve), max(curve)
 
 
 # Pruner × sampler settings compared by --compare; the study file's own setting is always run.

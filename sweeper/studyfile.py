@@ -15,16 +15,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import optuna
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from sweeper._strict import Strict as _Strict
 from sweeper.errors import StudyFileError
 from sweeper.model_stores import check_url
+from sweeper.search_sections import (
+    HyperbandPruner,
+    MedianPruner,
+    NoPruner,
+    RandomSampler,
+    SuccessiveHalvingPruner,
+    ThresholdPruner,
+    TPESampler,
+)
 from sweeper.validation_messages import describe
-
-
-class _Strict(BaseModel):
-    # Every number in a study file is finite: inf and nan are refused wherever a float is taken.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class FloatParam(_Strict):
@@ -109,52 +114,6 @@ class Training(_Strict):
     TensorFlow on a GPU, eager for PyTorch and for TensorFlow on a CPU)."""
     mixed_precision: bool = False
     """float16 compute with float32 weights: for GPUs with tensor cores, slower on CPUs."""
-
-
-class TPESampler(_Strict):
-    type: Literal["tpe"]
-    seed: int = 0
-    n_startup_trials: Annotated[int, Field(ge=0)] = 10
-    multivariate: bool = False
-    """Model the parameters jointly (Optuna's multivariate TPE) rather than one by one."""
-
-
-class RandomSampler(_Strict):
-    type: Literal["random"]
-    seed: int = 0
-
-
-class NoPruner(_Strict):
-    type: Literal["none"]
-
-
-class MedianPruner(_Strict):
-    type: Literal["median"]
-    n_startup_trials: Annotated[int, Field(ge=0)] = 5
-    n_warmup_steps: Annotated[int, Field(ge=0)] = 5
-
-
-class HyperbandPruner(_Strict):
-    type: Literal["hyperband"]
-    min_resource: Annotated[int, Field(ge=1)] = 1
-    reduction_factor: Annotated[int, Field(ge=2)] = 3
-
-
-class SuccessiveHalvingPruner(_Strict):
-    """Asynchronous successive halving (ASHA): Hyperband's most aggressive bracket on its own."""
-
-    type: Literal["successive_halving"]
-    min_resource: Annotated[int, Field(ge=1)] = 1
-    reduction_factor: Annotated[int, Field(ge=2)] = 3
-    min_early_stopping_rate: Annotated[int, Field(ge=0)] = 0
-
-
-class ThresholdPruner(_Strict):
-    """Prunes every trial whose val_acc is below `lower` after the warm-up: for tests and demos."""
-
-    type: Literal["threshold"]
-    lower: float
-    n_warmup_steps: Annotated[int, Field(ge=0)] = 0
 
 
 class Fleet(_Strict):
