@@ -83,11 +83,11 @@ def open_store(url: str, *, create: bool = True) -> ModelStore:
 
 def _open_s3(url: str, *, create: bool) -> ModelStore:
     import boto3
-    import botocore.exceptions
 
     parts = urlsplit(url)
     bucket, prefix = parts.netloc, parts.path.strip("/")
-    store = _Prefixed(Boto3ArtifactStore(bucket, client=boto3.client("s3")), prefix)
+    client = boto3.client("s3")
+    store = _Prefixed(Boto3ArtifactStore(bucket, client=client), prefix)
     try:
         if create:  # a real write and removal: permissions are what fail in practice
             check = f".write-check-{uuid.uuid4().hex}"
@@ -95,8 +95,8 @@ def _open_s3(url: str, *, create: bool) -> ModelStore:
                 store.write(check, empty)
             store.remove(check)
         else:
-            boto3.client("s3").head_bucket(Bucket=bucket)
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            client.head_bucket(Bucket=bucket)
+    except store_errors() as exc:
         raise SweeperError(f"model store {url} is not {'writable' if create else 'reachable'}: {exc}") from None
     return store
 
