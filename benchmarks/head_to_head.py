@@ -3,19 +3,21 @@
 Plain Optuna here is `optuna-examples/keras/keras_integration.py`'s recipe on the same model and
 data: default `TPESampler`, `MedianPruner(n_startup_trials=5, n_warmup_steps=5)`, val_acc reported
 after every epoch, the tutorial's configuration enqueued first, the study's epochs per trial, one
-trial at a time. The study side is `studies/cifar10-regularization.toml` as it ships (its sampler,
+trial at a time per process (live, `--plain-jobs K` processes share one journal-file study, as
+Optuna's docs parallelize a script). The study side is `studies/cifar10-regularization.toml` as it ships (its sampler,
 Hyperband rungs, `[compare]` group assignments, baseline and, live, its confirmation runs).
 
     python -m benchmarks.head_to_head replay [--seeds 30] [--plain-trials N] [--quick]
-    python -m benchmarks.head_to_head live --out DIR [--backend jax] [--workers 4] [--plain-trials 20] [--cpu]
+    python -m benchmarks.head_to_head live --out DIR [--backend jax] [--workers 4] [--plain-trials 20]
+                                          [--plain-jobs 1] [--cpu]
 
 `replay` answers every trial from the tabular benchmark (`benchmarks/data`), as benchmark 4 does:
 per seed, each side's best val_acc and the epochs it spent, and each side's best once both have
 spent the same epochs. It cannot see seed noise, so it says nothing about confirmation.
 
 `live` trains for real: the study with `sweeper sweep` (its workers, SQLite) and the plain script
-in a process beside it, then each side's pick (the study's best confirmed configuration, plain
-Optuna's best trial) trained again with the same 3 seeds by the same code, and the study's best
+in processes beside it, then each side's pick (the study's best confirmed configuration, plain
+Optuna's best trial) trained again with the same 3 seeds by the same code (a process per seed), and the study's best
 model exported and re-evaluated (`sweeper export`). Written to
 DIR/head_to_head.json: epochs spent by each side, its pick, the confirmed values, mean and 95%
 interval, and Welch's p for the difference. `--cpu` shrinks it to a smoke run (the test).
@@ -47,11 +49,13 @@ from sweeper import studyfile, uncertainty
 STUDY = ROOT / "studies" / "cifar10-regularization.toml"
 CONFIRM_SEEDS = (1, 2, 3)
 PLAIN_PRUNER = {"n_startup_trials": 5, "n_warmup_steps": 5}
+PLAIN_NAME = "plain-optuna"
 
 
-def plain_study(seed: int | None, storage: str | None, tutorial: dict) -> optuna.Study:
+def plain_study(seed: int | None, storage: optuna.storages.BaseStorage | None, tutorial: dict) -> optuna.Study:
     """The optuna-examples recipe: default TPE, the median pruner, the tutorial's configuration first."""
     study = optuna.create_study(
+        study_name=PLAIN_NAME,
         direction="maximize",
         storage=storage,
         sampler=optuna.samplers.TPESampler(seed=seed),
@@ -178,11 +182,20 @@ def fit(
     return values
 
 
-def _plain_main(spec_path: Path, storage: str, cache: Path, trials: int) -> None:
-    """The plain side's process: `study.optimize`, one trial at a time."""
+def _plain_storage(journal: Path) -> optuna.storages.JournalStorage:
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+
+
+def _plain_main(spec_path: Path, journal: Path, cache: Path, trials: int, seed: int) -> None:
+    """One plain-side process: `study.optimize` on the shared plain study, one trial at a time."""
     spec = studyfile.load(spec_path)
     dataset = _dataset(spec, cache)
-    study = plain_study(0, storage, spec.baselines[0].model_dump())
+    study = optuna.load_study(
+        study_name=PLAIN_NAME,
+        storage=_plain_storage(journal),
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(**PLAIN_PRUNER),
+    )
 
     def objective(trial: optuna.trial.Trial) -> float:
         values = fit(suggest_plain(trial, spec), 42, spec, dataset, trial)
@@ -197,11 +210,10 @@ def _plain_main(spec_path: Path, storage: str, cache: Path, trials: int) -> None
     study.optimize(objective, n_trials=trials, callbacks=[log])
 
 
-def _confirm_main(spec_path: Path, params: dict, cache: Path) -> None:
-    """Train one configuration with each confirmation seed; print the best epoch's val_acc of each."""
+def _confirm_main(spec_path: Path, params: dict, cache: Path, seed: int) -> None:
+    """Train one configuration with one confirmation seed; print the best epoch's val_acc."""
     spec = studyfile.load(spec_path)
-    dataset = _dataset(spec, cache)
-    print(json.dumps([max(fit(params, seed, spec, dataset)) for seed in CONFIRM_SEEDS]))
+    print(json.dumps(max(fit(params, seed, spec, _dataset(spec, cache)))))
 
 
 def _spawn(args: list[str], env: dict, log: Path) -> subprocess.Popen:
@@ -214,7 +226,7 @@ def _wait(process: subprocess.Popen, log: Path, what: str) -> None:
         raise SystemExit(f"{what} exited {process.returncode}:\n{log.read_text()[-3000:]}")
 
 
-def run_live(out: Path, backend: str, workers: int, plain_trials: int, cpu: bool) -> dict[str, Any]:
+def run_live(out: Path, backend: str, workers: int, plain_trials: int, plain_jobs: int, cpu: bool) -> dict[str, Any]:
     import tomli_w
 
     out.mkdir(parents=True, exist_ok=True)
@@ -224,25 +236,43 @@ def run_live(out: Path, backend: str, workers: int, plain_trials: int, cpu: bool
     spec = studyfile.load(spec_path)
     env = {**os.environ, "KERAS_BACKEND": backend, "SWEEPER_CACHE_DIR": str(work / "cache"), "PYTHONUNBUFFERED": "1",
            "SWEEPER_DATA_DIR": str(data_dir()), "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # fmt: skip
-    ours_url, plain_url = f"sqlite:///{work / 'study.db'}", f"sqlite:///{work / 'plain.db'}"
+    ours_url, journal = f"sqlite:///{work / 'study.db'}", work / "plain.journal"
+    plain_study(None, _plain_storage(journal), spec.baselines[0].model_dump())
+    shares = [plain_trials // plain_jobs + (job < plain_trials % plain_jobs) for job in range(plain_jobs)]
     gpu = ["--gpu", "none"] if cpu else ["--gpu", "require", "--workers-per-gpu", str(workers)]
     started = time.monotonic()
     sweep = _spawn(["-m", "sweeper", "sweep", str(spec_path), "--workers", str(workers), "--storage", ours_url,
                     "--backend", backend, "--no-live", *gpu], env, out / "study.log")  # fmt: skip
-    plain = _spawn(["-m", "benchmarks.head_to_head", "_plain", str(spec_path), plain_url, str(work / "cache"), str(plain_trials)],
-                   env, out / "plain.log")  # fmt: skip
+    plains = [
+        _spawn(
+            [
+                "-m",
+                "benchmarks.head_to_head",
+                "_plain",
+                str(spec_path),
+                str(journal),
+                str(work / "cache"),
+                str(share),
+                str(job),
+            ],
+            env,
+            out / f"plain-{job}.log",
+        )  # fmt: skip
+        for job, share in enumerate(shares)
+    ]
     _wait(sweep, out / "study.log", "the study's sweep")
-    _wait(plain, out / "plain.log", "the plain Optuna script")
+    for job, plain in enumerate(plains):
+        _wait(plain, out / f"plain-{job}.log", "the plain Optuna script")
     searched = time.monotonic() - started
     export = subprocess.run(
         [sys.executable, "-m", "sweeper", "export", spec.name, "--best", "--out", str(out / "best.keras"),
          "--storage", ours_url], env=env, capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
     export = (export.stdout + export.stderr).strip().splitlines()[-1:] + [f"exit {export.returncode}"]
-    sides = {"study": _study_side(ours_url, spec.name), "plain": _plain_side(plain_url)}
+    sides = {"study": _study_side(ours_url, spec.name), "plain": _plain_side(_plain_storage(journal))}
     (out / "head_to_head.json").write_text(json.dumps({"searched_only": True, "sides": sides}, indent=2))
     confirmers = {
-        name: _spawn(
+        (name, seed): _spawn(
             [
                 "-m",
                 "benchmarks.head_to_head",
@@ -250,20 +280,24 @@ def run_live(out: Path, backend: str, workers: int, plain_trials: int, cpu: bool
                 str(spec_path),
                 json.dumps(side["pick"]),
                 str(work / "cache"),
+                str(seed),
             ],
             env,
-            out / f"confirm-{name}.log",
+            out / f"confirm-{name}-{seed}.log",
         )  # fmt: skip
         for name, side in sides.items()
+        for seed in CONFIRM_SEEDS
     }
-    for name, process in confirmers.items():
-        _wait(process, out / f"confirm-{name}.log", f"confirming the {name} side's pick")
-        values = json.loads((out / f"confirm-{name}.log").read_text().strip().splitlines()[-1])
+    for (name, seed), process in confirmers.items():
+        _wait(process, out / f"confirm-{name}-{seed}.log", f"confirming the {name} side's pick")
+    for name in sides:
+        logs = [out / f"confirm-{name}-{seed}.log" for seed in CONFIRM_SEEDS]
+        values = [json.loads(log.read_text().strip().splitlines()[-1]) for log in logs]
         est = uncertainty.estimate(values)
         sides[name]["confirmed"] = {"seeds": list(CONFIRM_SEEDS), "values": values, "mean": est.mean, "ci95": est.ci95}
     ours, theirs = sides["study"]["confirmed"]["values"], sides["plain"]["confirmed"]["values"]
     result = {
-        "backend": backend, "cpu": cpu, "workers": workers, "plain_trials": plain_trials, "data": str(data_dir()), "training": spec.training.model_dump(),
+        "backend": backend, "cpu": cpu, "workers": workers, "plain_trials": plain_trials, "plain_jobs": plain_jobs, "data": str(data_dir()), "training": spec.training.model_dump(),
         "search_seconds": searched, "sides": sides, "welch_p": uncertainty.welch_p(ours, theirs),
         "study_ahead_by": statistics.mean(ours) - statistics.mean(theirs),
         "study_epochs_over_plain": sides["study"]["epochs"] / sides["plain"]["epochs"],
@@ -296,8 +330,8 @@ def _study_side(url: str, name: str) -> dict[str, Any]:
     }
 
 
-def _plain_side(url: str) -> dict[str, Any]:
-    study = optuna.load_study(study_name=optuna.get_all_study_names(url)[0], storage=url)
+def _plain_side(storage: optuna.storages.BaseStorage) -> dict[str, Any]:
+    study = optuna.load_study(study_name=PLAIN_NAME, storage=storage)
     trials = study.get_trials(deepcopy=False)
     return {
         "trials": len(trials),
@@ -312,10 +346,10 @@ def main() -> int:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if len(sys.argv) > 1 and sys.argv[1] == "_plain":
-        _plain_main(Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4]), int(sys.argv[5]))
+        _plain_main(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
         return 0
     if len(sys.argv) > 1 and sys.argv[1] == "_confirm":
-        _confirm_main(Path(sys.argv[2]), json.loads(sys.argv[3]), Path(sys.argv[4]))
+        _confirm_main(Path(sys.argv[2]), json.loads(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]))
         return 0
     parser = argparse.ArgumentParser(prog="python -m benchmarks.head_to_head", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -327,7 +361,8 @@ def main() -> int:
     live.add_argument("--out", type=Path, required=True)
     live.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"))
     live.add_argument("--workers", type=int, default=4)
-    live.add_argument("--plain-trials", type=int, default=20, help="plain Optuna's trials, run one at a time")
+    live.add_argument("--plain-trials", type=int, default=20, help="plain Optuna's trials")
+    live.add_argument("--plain-jobs", type=int, default=1, help="plain Optuna processes sharing its study")
     live.add_argument("--cpu", action="store_true", help="a smoke run on the CPU (the test)")
     args = parser.parse_args()
     if args.command == "replay":
@@ -335,7 +370,15 @@ def main() -> int:
     else:
         print(
             json.dumps(
-                run_live(args.out, args.backend, args.workers, 4 if args.cpu else args.plain_trials, args.cpu), indent=2
+                run_live(
+                    args.out,
+                    args.backend,
+                    args.workers,
+                    4 if args.cpu else args.plain_trials,
+                    args.plain_jobs,
+                    args.cpu,
+                ),
+                indent=2,
             )
         )
     return 0
