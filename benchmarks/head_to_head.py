@@ -7,7 +7,7 @@ trial at a time per process (live, `--plain-jobs K` processes share one journal-
 Optuna's docs parallelize a script). The study side is `studies/cifar10-regularization.toml` as it ships (its sampler,
 Hyperband rungs, `[compare]` group assignments, baseline and, live, its confirmation runs).
 
-    python -m benchmarks.head_to_head replay [--seeds 30] [--plain-trials N] [--quick]
+    python -m benchmarks.head_to_head replay [--seeds 30] [--plain-trials N] [--study-budget N] [--quick]
     python -m benchmarks.head_to_head live --out DIR [--backend jax] [--workers 4] [--plain-trials 20]
                                           [--plain-jobs 1] [--cpu]
 
@@ -97,8 +97,10 @@ def _reached(trace: list[tuple[int, float]], target: float) -> float:
     return next((spent for spent, best in trace if best >= target), math.inf)
 
 
-def run_replay(seeds: range, plain_trials: int | None, mode: str) -> dict[str, Any]:
+def run_replay(seeds: range, plain_trials: int | None, study_budget: int | None, mode: str) -> dict[str, Any]:
     spec, table = studyfile.load(STUDY), Table(TABLE)
+    if study_budget:
+        spec = spec.model_copy(update={"study": spec.study.model_copy(update={"budget": study_budget})})
     trials = plain_trials or spec.study.budget
     rows = []
     for seed in seeds:
@@ -357,6 +359,7 @@ def main() -> int:
     replayer.add_argument("--seeds", type=int, default=30)
     replayer.add_argument("--quick", action="store_true", help="3 seeds")
     replayer.add_argument("--plain-trials", type=int, help="plain Optuna's trials (default: the study's budget)")
+    replayer.add_argument("--study-budget", type=int, help="the study's search budget (default: its study file's)")
     live = commands.add_parser("live", help="both sides trained for real; both picks confirmed over 3 seeds")
     live.add_argument("--out", type=Path, required=True)
     live.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"))
@@ -366,7 +369,8 @@ def main() -> int:
     live.add_argument("--cpu", action="store_true", help="a smoke run on the CPU (the test)")
     args = parser.parse_args()
     if args.command == "replay":
-        run_replay(range(3 if args.quick else args.seeds), args.plain_trials, "quick" if args.quick else "replay")
+        mode = "quick" if args.quick else "replay" if not args.study_budget else f"replay-{args.study_budget}-trials"
+        run_replay(range(3 if args.quick else args.seeds), args.plain_trials, args.study_budget, mode)
     else:
         print(
             json.dumps(

@@ -18,7 +18,7 @@ import optuna
 from sweeper import backends, data, events, retry, storage, studyfile, urls
 from sweeper._argtypes import gpu_choice, port, positive_int
 from sweeper.errors import SweeperError
-from sweeper.studies import studies_table, summaries
+from sweeper.studies import load_study, studies_table, summaries
 
 log = logging.getLogger("sweeper")
 
@@ -218,7 +218,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     store = storage.connect(urls.resolve_url(args.storage), create=False)
     try:
-        output = report.render(report.load_study(store, args.study_name), store, args.format)
+        output = report.render(load_study(store, args.study_name), store, args.format)
     finally:
         store.close()
     if args.out:

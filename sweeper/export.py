@@ -13,7 +13,7 @@ from typing import Any
 
 import optuna
 
-from sweeper import data, kept_models, model_stores, report, urls
+from sweeper import data, kept_models, model_stores, studies, urls
 from sweeper.child_output import filtered_stderr
 from sweeper.errors import SweeperError
 from sweeper.model_stores import ModelStore
@@ -24,7 +24,7 @@ TOLERANCE = 0.001
 
 
 def _study_and_store(store: Store, study_name: str) -> tuple[optuna.Study, StudySpec, ModelStore]:
-    study = report.load_study(store, study_name)
+    study = studies.load_study(store, study_name)
     spec = StudySpec.model_validate(study.user_attrs["spec"])
     return study, spec, model_stores.open_store(kept_models.store_url(spec.artifacts, store.url), create=False)
 
