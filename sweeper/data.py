@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from sweeper.errors import DataError
 from sweeper.studyfile import Training
@@ -136,6 +135,9 @@ def _download() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 def prepare_arrays(x_train: np.ndarray, y_train: np.ndarray, training: Training) -> Dataset:
     """The tutorial's preprocessing, on raw uint8 training arrays (the test batch plays no part in a sweep)."""
+    # Imported here: scikit-learn is most of a CLI command's start-up, and only a preparation splits.
+    from sklearn.model_selection import train_test_split
+
     if training.max_train_images is not None:
         x_train, y_train = x_train[: training.max_train_images], y_train[: training.max_train_images]
     x_train = x_train.astype(np.float32)
