@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeper import confirmation
 from sweeper.search import params_of
-from sweeper.studyfile import StudySpec
+from sweeper.studyfile import TUTORIAL_GROUPS, StudySpec
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
@@ -57,7 +57,7 @@ def assign(study: optuna.Study, spec: StudySpec) -> None:
 
 def compared_parameter(study: optuna.Study) -> str:
     """The study file's `[compare] by`, else batch normalization (the tutorial's groups)."""
-    return (study.user_attrs.get("spec", {}).get("compare") or {}).get("by", "batchnorm")
+    return (study.user_attrs.get("spec", {}).get("compare") or {}).get("by", TUTORIAL_GROUPS)
 
 
 def effort(study: optuna.Study, search_trials: list[FrozenTrial]) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ def pending(study: optuna.Study, spec: StudySpec) -> bool:
     return spec.confirm.seeds > 0 and QUEUED not in study.user_attrs
 
 
-def chosen(trials: list[FrozenTrial], top: int, by: str = "batchnorm") -> list[FrozenTrial]:
+def chosen(trials: list[FrozenTrial], top: int, by: str) -> list[FrozenTrial]:
     """Each compared group's best search trial (batch normalization on, off), the baseline, then the `top` best overall."""
     search = [t for t in trials if t.state == TrialState.COMPLETE and not is_confirmation(t.user_attrs)]
     ranked = sorted(search, key=lambda t: (-t.value, t.number))
@@ -48,8 +48,7 @@ def chosen(trials: list[FrozenTrial], top: int, by: str = "batchnorm") -> list[F
 
 def enqueue(study: optuna.Study, spec: StudySpec) -> int:
     """Queue the confirmation trials; the caller holds the study lock and has checked `pending`."""
-    by = spec.compare.by if spec.compare else "batchnorm"
-    picks = chosen(study.get_trials(deepcopy=False), spec.confirm.top, by)
+    picks = chosen(study.get_trials(deepcopy=False), spec.confirm.top, spec.groups_by)
     for trial in picks:
         for _ in range(spec.confirm.seeds):
             study.enqueue_trial(

@@ -163,6 +163,10 @@ class Confirm(_Strict):
     """Confirm this many of the overall best too, besides each batch normalization group's best and the baseline."""
 
 
+TUTORIAL_GROUPS = "batchnorm"
+"""The parameter whose values are the groups compared and confirmed when `[compare]` names none."""
+
+
 class Compare(_Strict):
     """Give every group of one parameter its share of the search (see `sweeper.comparison`)."""
 
@@ -245,6 +249,11 @@ class StudySpec(_Strict):
     @property
     def name(self) -> str:
         return self.study.name
+
+    @property
+    def groups_by(self) -> str:
+        """The parameter whose groups are compared and confirmed."""
+        return self.compare.by if self.compare else TUTORIAL_GROUPS
 
     def space_fingerprint(self) -> str:
         """Identifies the search space, so a worker can refuse a study created with another one."""
