@@ -78,7 +78,7 @@ def suggest_plain(trial: optuna.trial.Trial, spec: studyfile.StudySpec) -> dict:
 
 
 def _replay_plain(spec: studyfile.StudySpec, table: Table, seed: int, trials: int) -> list[tuple[int, float]]:
-    study = plain_study(seed, None, spec.baselines[0].model_dump())
+    study = plain_study(seed, None, spec.baselines[0])
     spent, best, trace = 0, -1.0, []
     for _ in range(trials):
         trial = study.ask()
@@ -239,7 +239,7 @@ def run_live(out: Path, backend: str, workers: int, plain_trials: int, plain_job
     env = {**os.environ, "KERAS_BACKEND": backend, "SWEEPER_CACHE_DIR": str(work / "cache"), "PYTHONUNBUFFERED": "1",
            "SWEEPER_DATA_DIR": str(data_dir()), "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # fmt: skip
     ours_url, journal = f"sqlite:///{work / 'study.db'}", work / "plain.journal"
-    plain_study(None, _plain_storage(journal), spec.baselines[0].model_dump())
+    plain_study(None, _plain_storage(journal), spec.baselines[0])
     shares = [plain_trials // plain_jobs + (job < plain_trials % plain_jobs) for job in range(plain_jobs)]
     gpu = ["--gpu", "none"] if cpu else ["--gpu", "require", "--workers-per-gpu", str(workers)]
     started = time.monotonic()

@@ -63,7 +63,7 @@ def replay(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list[tuple[
     )  # Hyperband brackets hash the name
     if tuned:
         for baseline in spec.baselines:
-            study.enqueue_trial(baseline.model_dump())
+            study.enqueue_trial(dict(baseline))
     spent, best, trace = 0, -1.0, []
     for number in range(spec.study.budget):
         if tuned:

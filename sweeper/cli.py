@@ -138,7 +138,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     model_store = model_stores.open_store(models_url)  # checked now, not after a trial has trained
     stop = threading.Event()
     install_signal_handlers(lambda _reason: stop.set())  # until a trial can be running
-    folder = data.prepare(data.resolve_data_dir(args.data_dir), spec.training)
+    folder = data.prepare_for(spec, spec.source, data.resolve_data_dir(args.data_dir))
     gpu = gpus.claim(args.gpu, per_gpu=args.workers_per_gpu, fallback=args.gpu_fallback, stop=stop)
     fleet = spec.fleet
     store = storage.connect(
@@ -168,6 +168,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     finally:
         gpu.release()
         store.close()
+        data.discard(folder)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -178,7 +179,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     backend = backends.resolve(args.backend)
     url = urls.resolve_url(args.storage)
     model_stores.open_store(kept_models.store_url(spec.artifacts, url))  # one clear error, not one per worker
-    data.prepare(data.resolve_data_dir(args.data_dir), spec.training)  # once, before the workers race for it
+    # once, before the workers race for it; a user's loader and builder are checked here too
+    data.discard(data.prepare_for(spec, spec.source, data.resolve_data_dir(args.data_dir)))
     flags = [flag for flag, on in (("--debug", args.debug), ("--verbose", args.verbose)) if on]
     worker_args = [*flags, "worker", args.study_file]
     worker_args += ["--data-dir", args.data_dir] if args.data_dir else []

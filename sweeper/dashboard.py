@@ -28,19 +28,12 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna
 import optuna_dashboard
 
-from sweeper import figures, kept_models, model_stores, storage, summary, urls
+from sweeper import figures, kept_models, model_stores, storage, urls
 from sweeper.errors import SweeperError
 from sweeper.model_stores import ModelStore
 from sweeper.studyfile import Artifacts
 
 log = logging.getLogger("sweeper.dashboard")
-CHARTS = {
-    "regularizer": figures.regularizer_chart,
-    "overfit-gap": figures.gap_chart,
-    "progress": figures.progress_chart,
-    "confirmed": figures.confirmed_chart,
-    "tradeoff": figures.tradeoff_chart,
-}
 READS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -135,9 +128,8 @@ class ChartRefresher(threading.Thread):
             token = tuple((t.number, t.state.value) for t in study.get_trials(deepcopy=False))
             if self._seen.get(study_summary.study_name) == token:
                 continue
-            table = summary.rows(study)
-            for graph_id, chart in CHARTS.items():
-                optuna_dashboard.save_plotly_graph_object(study, chart(table), graph_object_id=graph_id)
+            for graph_id, chart in figures.live_figures(study).items():
+                optuna_dashboard.save_plotly_graph_object(study, chart, graph_object_id=graph_id)
             self._seen[study_summary.study_name] = token
             updated += 1
         return updated

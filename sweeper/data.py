@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sweeper.errors import DataError
-from sweeper.studyfile import Training
+from sweeper.studyfile import StudySpec, Training
 
 BATCHES_DIR = "cifar-10-batches-py"
 TARBALL = "cifar-10-python.tar.gz"
@@ -177,6 +177,30 @@ def prepare(data_dir: Path | None, training: Training, cache_dir: Path | None = 
     except OSError as exc:
         raise DataError(f"cannot write the data cache in {cache_dir}: {exc} (set SWEEPER_CACHE_DIR)") from None
     return target
+
+
+def prepare_for(spec: StudySpec, study_file: Path | None, data_dir: Path | None, cache_dir: Path | None = None) -> Path:
+    """The folder a study's trials map: the tutorial's CIFAR-10, or its `[data]` loader's arrays,
+    with its `[model]` builder checked once (`sweeper.user_code.preflight`)."""
+    cache_dir = cache_dir or default_cache_dir()
+    folder = prepare(data_dir, spec.training, cache_dir) if spec.data is None else None
+    if spec.data is None and spec.model is None:
+        return folder
+    from sweeper import user_code
+
+    return user_code.preflight(study_file, folder, cache_dir)
+
+
+def discard(folder: Path) -> None:
+    """Remove a worker's own copy of a loader's arrays; the tutorial's shared cache stays."""
+    if folder.name.startswith("user-data-"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def save_arrays(target: Path, arrays: dict[str, np.ndarray]) -> None:
+    """A loader's arrays in `open_prepared`'s layout (no per-channel statistics: the loader's data is as given)."""
+    for name in _ARRAYS:
+        np.save(target / f"{name}.npy", arrays.get(name, np.zeros(0, np.float32)))
 
 
 def open_prepared(folder: Path) -> Dataset:

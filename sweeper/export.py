@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 
 from sweeper import data, kept_models, model_stores, studies, urls
@@ -53,26 +54,32 @@ def export(
     _download(models, artifact_id, out, trial.number)
     if not evaluate:
         return f"trial {trial.number}: val_acc recorded {trial.value:.4f} (not re-evaluated) -> {out}"
-    measured = evaluate_model(out, spec, data_dir, verbose)
+    study_file = Path(study.user_attrs.get("study_file", "study.toml"))
+    if (spec.model or spec.data) and not study_file.is_file():
+        return f"trial {trial.number}: val_acc recorded {trial.value:.4f} (not re-evaluated: {study_file} is gone) -> {out}"
+    measured = evaluate_model(out, spec, study_file, data_dir, verbose)
     line = f"trial {trial.number}: val_acc recorded {trial.value:.4f}, re-evaluated {measured:.4f} -> {out}"
     if abs(measured - trial.value) > TOLERANCE:
         raise SweeperError(f"{line}\nthe kept model does not reproduce its recorded val_acc (tolerance {TOLERANCE})", 1)
     return line
 
 
-def evaluate_model(path: Path, spec: StudySpec, data_dir: str | None, verbose: bool) -> float:
+def evaluate_model(path: Path, spec: StudySpec, study_file: Path, data_dir: str | None, verbose: bool) -> float:
     """val_acc of the saved model on the study's validation split."""
-    folder = data.prepare(data.resolve_data_dir(data_dir), spec.training)
+    folder = data.prepare_for(spec, study_file, data.resolve_data_dir(data_dir))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with filtered_stderr(verbose):
-        import keras
+    try:
+        with filtered_stderr(verbose):
+            import keras
 
-        model = keras.models.load_model(path)
-        dataset = data.open_prepared(folder)
-        metrics = model.evaluate(
-            dataset.x_val, dataset.y_val, batch_size=spec.training.batch_size, verbose=0, return_dict=True
-        )
-    return float(metrics["acc"])
+            # Uncompiled: a user's model may carry its own loss, which loading could not rebuild;
+            # accuracy is the argmax against the labels, as Keras' accuracy metric counts it.
+            model = keras.models.load_model(path, compile=False)
+            dataset = data.open_prepared(folder)
+            predicted = model.predict(dataset.x_val, batch_size=spec.training.batch_size, verbose=0)
+    finally:
+        data.discard(folder)
+    return float(np.mean(np.argmax(predicted, axis=-1) == np.asarray(dataset.y_val)))
 
 
 def load_model(study_name: str, trial: int | None = None, storage: str | None = None) -> Any:

@@ -9,14 +9,18 @@ from __future__ import annotations
 import datetime
 import math
 import warnings
+from typing import Any
 
 import optuna
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from sweeper.summary import Row, confirmed_table, format_number, pareto, rows
+from sweeper import comparison
+from sweeper.summary import Row, axes, confirmed_table, pareto, rows
+from sweeper.wording import describe_params, on_off
 
 BATCHNORM_COLORS = {True: "#d62728", False: "#1f77b4"}
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 STATE_COLORS = {
     "COMPLETE": "#2ca02c",
     "PRUNED": "#ff7f0e",
@@ -26,89 +30,119 @@ STATE_COLORS = {
 }
 
 
-def all_figures(study: optuna.Study) -> dict[str, go.Figure]:
+def live_figures(study: optuna.Study) -> dict[str, go.Figure]:
+    """What the dashboard process keeps current in each study: the regularizer and gap charts
+    against `[report] x` (dropout) where there is one, progress, confirmation and the trade-off."""
     table = rows(study)
+    x, by = axes(study)
+    charts = {"regularizer": regularizer_chart(table, x, by), "gap": gap_chart(table, x, by)} if x else {}
     return {
-        "regularizer": regularizer_chart(table),
-        "learning_rate": learning_rate_chart(table),
-        "gap": gap_chart(table),
-        "curves": learning_curves(table),
-        "importance": importance_chart(study),
-        "timeline": timeline_chart(table),
+        **charts,
         "progress": progress_chart(table),
-        "confirmed": confirmed_chart(table),
-        "tradeoff": tradeoff_chart(table),
+        "confirmed": confirmed_chart(table, comparison.compared_parameter(study)),
+        "tradeoff": tradeoff_chart(table, by),
     }
 
 
-def _lr_size(lr: float | None) -> float:
-    return 8 if lr is None else 6 + 3 * (math.log10(lr) + 5)  # 1e-5 → 6 px, 1e-2 → 15 px
+def all_figures(study: optuna.Study) -> dict[str, go.Figure]:
+    """The report's charts: the live ones, val_acc against each other number parameter, curves,
+    importances and the timeline."""
+    table = rows(study)
+    x, by = axes(study)
+    space = study.user_attrs.get("spec", {}).get("space", {})
+    per_parameter = {
+        name: parameter_chart(table, name, by, log=dist.get("log", False))
+        for name, dist in space.items()
+        if name != x and "low" in dist
+    }
+    extra = {"curves": learning_curves(table), "importance": importance_chart(study), "timeline": timeline_chart(table)}
+    return {**live_figures(study), **per_parameter, **extra}
 
 
-def _scatter_by_batchnorm(
-    table: list[Row], y_of, x_of, y_title: str, x_title: str, title: str, log_x: bool = False
+def _groups(table: list[Row], by: str | None) -> list[Any]:
+    return sorted({r.params.get(by) for r in table}, key=str) if by else [None]
+
+
+def _color(group: Any, index: int) -> str:
+    return BATCHNORM_COLORS[group] if isinstance(group, bool) else PALETTE[index % len(PALETTE)]
+
+
+def _group_name(by: str | None, group: Any) -> str:
+    if by is None:
+        return "trials"
+    return f"batchnorm {on_off(group)}" if by == "batchnorm" else f"{by} {group}"
+
+
+def _size(row: Row) -> float:
+    lr = row.params.get("learning_rate")
+    return 8 if not isinstance(lr, float) or lr <= 0 else max(4.0, 6 + 3 * (math.log10(lr) + 5))  # 1e-5 → 6 px
+
+
+def _scatter_by_group(
+    table: list[Row], y_of, x_name: str, by: str | None, y_title: str, x_title: str, title: str, log_x: bool = False
 ) -> go.Figure:
     figure = go.Figure()
-    for batchnorm in (False, True):
+    for index, group in enumerate(_groups(table, by)):
         for state, symbol in (("COMPLETE", "circle"), ("PRUNED", "circle-open")):
-            points = [r for r in table if r.state == state and r.batchnorm is batchnorm and y_of(r) is not None]
+            points = [
+                r for r in table
+                if r.state == state and (by is None or r.params.get(by) == group)
+                and y_of(r) is not None and r.params.get(x_name) is not None
+            ]  # fmt: skip
             figure.add_trace(
                 go.Scatter(
-                    x=[x_of(r) for r in points],
+                    x=[r.params[x_name] for r in points],
                     y=[y_of(r) for r in points],
                     mode="markers",
-                    name=f"batchnorm {'on' if batchnorm else 'off'} ({state.lower()})",
-                    marker={
-                        "color": BATCHNORM_COLORS[batchnorm],
-                        "symbol": symbol,
-                        "size": [_lr_size(r.learning_rate) for r in points],
-                    },
-                    text=[f"trial {r.number}, lr {format_number(r.learning_rate, '.2g')}" for r in points],
+                    name=f"{_group_name(by, group)} ({state.lower()})",
+                    marker={"color": _color(group, index), "symbol": symbol, "size": [_size(r) for r in points]},
+                    text=[f"trial {r.number}: {describe_params(r.params, by)}" for r in points],
                     hovertemplate="%{text}<br>" + x_title + " %{x}<br>" + y_title + " %{y:.4f}<extra></extra>",
                 )
             )
-    baseline = [r for r in table if r.baseline and r.finished and y_of(r) is not None]
+    baseline = [r for r in table if r.baseline and r.finished and y_of(r) is not None and x_name in r.params]
     figure.add_trace(
         go.Scatter(
-            x=[x_of(r) for r in baseline], y=[y_of(r) for r in baseline], mode="markers", name="baseline",
+            x=[r.params[x_name] for r in baseline], y=[y_of(r) for r in baseline], mode="markers", name="baseline",
             marker={"symbol": "star", "size": 18, "color": "gold", "line": {"color": "black", "width": 1}},
         )
     )  # fmt: skip
+    sized = any("learning_rate" in r.params for r in table)
     figure.update_layout(
-        title=title, xaxis_title=x_title, yaxis_title=y_title, legend_title="marker size: learning rate"
+        title=title,
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        legend_title="marker size: learning rate" if sized else "",
     )
     if log_x:
         figure.update_xaxes(type="log")
     return figure
 
 
-def regularizer_chart(table: list[Row]) -> go.Figure:
-    return _scatter_by_batchnorm(
-        table,
-        lambda r: r.val_acc,
-        lambda r: r.dropout,
-        "val_acc",
-        "dropout rate",
-        "val_acc against dropout rate, by batch normalization",
+def _title(name: str) -> str:
+    return {"dropout": "dropout rate", "learning_rate": "learning rate"}.get(name, name)
+
+
+def _by_text(by: str | None) -> str:
+    return "" if by is None else ", by batch normalization" if by == "batchnorm" else f", by {by}"
+
+
+def regularizer_chart(table: list[Row], x: str, by: str | None) -> go.Figure:
+    return _scatter_by_group(
+        table, lambda r: r.val_acc, x, by, "val_acc", _title(x), f"val_acc against {_title(x)}{_by_text(by)}"
     )
 
 
-def learning_rate_chart(table: list[Row]) -> go.Figure:
-    return _scatter_by_batchnorm(
-        table,
-        lambda r: r.val_acc,
-        lambda r: r.learning_rate,
-        "val_acc",
-        "learning rate",
-        "val_acc against learning rate",
-        log_x=True,
+def parameter_chart(table: list[Row], name: str, by: str | None, log: bool) -> go.Figure:
+    return _scatter_by_group(
+        table, lambda r: r.val_acc, name, by, "val_acc", _title(name), f"val_acc against {_title(name)}", log_x=log
     )
 
 
-def gap_chart(table: list[Row]) -> go.Figure:
-    return _scatter_by_batchnorm(
-        table, lambda r: r.gap, lambda r: r.dropout, "train acc − val_acc at the best epoch", "dropout rate",
-        "Overfitting gap against dropout rate",
+def gap_chart(table: list[Row], x: str, by: str | None) -> go.Figure:
+    return _scatter_by_group(
+        table, lambda r: r.gap, x, by, "train acc − val_acc at the best epoch", _title(x),
+        f"Overfitting gap against {_title(x)}",
     )  # fmt: skip
 
 
@@ -210,20 +244,17 @@ def progress_chart(table: list[Row]) -> go.Figure:
     return figure
 
 
-def confirmed_chart(table: list[Row]) -> go.Figure:
+def confirmed_chart(table: list[Row], by: str) -> go.Figure:
     """Each confirmed configuration: its mean val_acc with the 95% interval, and every seed as a dot."""
-    confirmed = confirmed_table(table)
+    confirmed = confirmed_table(table, by)
     figure = go.Figure()
-    labels = [
-        f"trial {c['trial']}: bn {'on' if c['params']['batchnorm'] else 'off'}, "
-        f"dropout {format_number(c['params']['dropout'], '.2f')}, lr {format_number(c['params']['learning_rate'], '.1e')}"
-        for c in confirmed
-    ]
+    labels = [f"trial {c['trial']}: {describe_params(c['params'], by)}" for c in confirmed]
+    groups = _groups(table, by)
     errors = [(c["ci95"][1] - c["mean"]) if c["ci95"] else 0 for c in confirmed]
     figure.add_trace(
         go.Scatter(
             x=labels, y=[c["mean"] for c in confirmed], mode="markers", name="mean (95% interval)",
-            marker={"size": 12, "symbol": "diamond", "color": [BATCHNORM_COLORS[c["params"]["batchnorm"]] for c in confirmed]},
+            marker={"size": 12, "symbol": "diamond", "color": [_color(c["params"].get(by), groups.index(c["params"].get(by)) if c["params"].get(by) in groups else 0) for c in confirmed]},
             error_y={"type": "data", "array": errors, "visible": True},
         )
     )  # fmt: skip
@@ -242,16 +273,16 @@ def confirmed_chart(table: list[Row]) -> go.Figure:
     return figure
 
 
-def tradeoff_chart(table: list[Row]) -> go.Figure:
+def tradeoff_chart(table: list[Row], by: str | None) -> go.Figure:
     """val_acc against the overfitting gap for every COMPLETE search trial; the front drawn as a line."""
     complete = [r for r in table if r.state == "COMPLETE" and r.confirms is None and r.gap is not None]
     figure = go.Figure()
-    for batchnorm in (False, True):
-        points = [r for r in complete if r.batchnorm is batchnorm]
+    for index, group in enumerate(_groups(complete, by)):
+        points = [r for r in complete if by is None or r.params.get(by) == group]
         figure.add_trace(
             go.Scatter(
                 x=[r.gap for r in points], y=[r.val_acc for r in points], mode="markers",
-                name=f"batchnorm {'on' if batchnorm else 'off'}", marker={"color": BATCHNORM_COLORS[batchnorm]},
+                name=_group_name(by, group), marker={"color": _color(group, index)},
                 text=[f"trial {r.number}" for r in points],
             )
         )  # fmt: skip

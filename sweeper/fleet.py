@@ -52,7 +52,7 @@ def open_study(
         fingerprint = spec.space_fingerprint()
         if "space_fingerprint" in attrs and attrs["space_fingerprint"] != fingerprint and not allow_space_change:
             before = attrs.get("spec", {}).get("space", {})
-            changes = "; ".join(_differences(before, spec.space.model_dump(mode="json"))) or "fingerprints differ"
+            changes = "; ".join(_differences(before, spec.space.dump())) or "fingerprints differ"
             raise SpaceChangedError(
                 f"study {spec.name!r} was created with another search space ({changes}).\n"
                 "Give the study a new [study] name to start afresh, or pass --allow-space-change to continue "
@@ -67,12 +67,14 @@ def open_study(
             )
         study.set_user_attr("space_fingerprint", fingerprint)
         study.set_user_attr("budget", spec.study.budget)
-        study.set_user_attr("spec", spec.model_dump(mode="json"))
+        study.set_user_attr("spec", {**spec.model_dump(mode="json", exclude={"space"}), "space": spec.space.dump()})
+        if spec.source is not None:  # where `sweeper export` finds a [model]/[data] study's own code
+            study.set_user_attr("study_file", str(spec.source))
         if study.metric_names != [METRIC_NAME]:  # optuna-dashboard and `optuna trials` show it by name
             study.set_metric_names([METRIC_NAME])
         if not attrs.get("baselines_enqueued"):
             for baseline in spec.baselines:
-                study.enqueue_trial(baseline.model_dump(), user_attrs={"baseline": True})
+                study.enqueue_trial(dict(baseline), user_attrs={"baseline": True})
             study.set_user_attr("baselines_enqueued", True)
     return study
 

@@ -14,6 +14,20 @@ from typing import Any
 
 METRICS = ("acc", "loss", "val_acc", "val_loss")
 """Keras' names for what each epoch reports (the model is compiled with metrics=["acc"])."""
+ACCURACY_NAMES = ("acc", "accuracy", "sparse_categorical_accuracy", "categorical_accuracy")
+"""What a user's model may call its accuracy; sweeper records each as `acc` (`val_acc`)."""
+
+
+def canonical_metrics(logs: dict[str, Any]) -> dict[str, float]:
+    """An epoch's logs under sweeper's names (`METRICS`); anything else is left out."""
+    out = {}
+    for key, value in logs.items():
+        prefix = "val_" if key.startswith("val_") else ""
+        name = key.removeprefix(prefix)
+        name = "acc" if name in ACCURACY_NAMES else name
+        if prefix + name in METRICS:
+            out.setdefault(prefix + name, float(value))
+    return out
 
 
 @dataclass(frozen=True)
@@ -26,6 +40,10 @@ class Job:
     mixed_precision: bool = False
     model_path: str | None = None
     """Where to save the model at its best epoch (by val_acc) if the trial runs to its end."""
+    builder: str | None = None
+    """The study's `[model] builder` (`module:function`); none: the tutorial's CNN."""
+    code_dir: str | None = None
+    """The study file's folder, where the builder's module is looked up first."""
 
 
 @dataclass(frozen=True)

@@ -36,18 +36,23 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _trial_line(trial: dict[str, Any]) -> list[str]:
-    p = trial["params"]
+def _params(params: dict[str, Any], names: list[str]) -> list[str]:
+    return [_fmt(params.get(name)) for name in names]
+
+
+def _trial_line(trial: dict[str, Any], names: list[str]) -> list[str]:
     return [
-        trial["number"], trial["state"].lower(), _fmt(trial["val_acc"]), _fmt(p["dropout"], 3), p["batchnorm"],
-        _fmt(p["learning_rate"]), _fmt(trial["best_epoch"]), _fmt(trial["overfit_gap"], 3),
-        "yes" if trial["baseline"] else "", trial["model"] or "",
+        trial["number"], trial["state"].lower(), _fmt(trial["val_acc"]), *_params(trial["params"], names),
+        _fmt(trial["best_epoch"]), _fmt(trial["overfit_gap"], 3), "yes" if trial["baseline"] else "", trial["model"] or "",
     ]  # fmt: skip
 
 
-TRIAL_HEADERS = [
-    "trial", "state", "val_acc", "dropout", "batchnorm", "learning_rate", "best_epoch", "gap", "baseline", "model"
-]  # fmt: skip
+def _trial_headers(names: list[str]) -> list[str]:
+    return ["trial", "state", "val_acc", *names, "best_epoch", "gap", "baseline", "model"]
+
+
+def _group_value(value: Any) -> str:
+    return ("on" if value else "off") if isinstance(value, bool) else str(value)
 
 
 def _models_line(content: dict[str, Any]) -> str:
@@ -74,16 +79,17 @@ def text(content: dict[str, Any]) -> str:
     pair = [content["best"]] + (
         [content["baseline"]] if content["baseline"] and content["baseline"] != content["best"] else []
     )
-    lines += ["Best trial and baseline", tabulate([_trial_line(t) for t in pair], headers=TRIAL_HEADERS), ""]
-    lines += ["Top 10 trials", tabulate([_trial_line(t) for t in content["top"]], headers=TRIAL_HEADERS), ""]
-    regs = [
-        ["on" if r["batchnorm"] else "off", r["dropout"], r["trials"], _fmt(r["best_val_acc"]), _fmt(r["median_val_acc"]), _fmt(r["median_gap"], 3)]
-        for r in content["regularizers"]
-    ]  # fmt: skip
-    lines += [
-        "Regularizers",
-        tabulate(regs, headers=["batchnorm", "dropout", "trials", "best val_acc", "median val_acc", "median gap"]),
-    ]
+    names, headers = content["parameters"], _trial_headers(content["parameters"])
+    lines += ["Best trial and baseline", tabulate([_trial_line(t, names) for t in pair], headers=headers), ""]
+    lines += ["Top 10 trials", tabulate([_trial_line(t, names) for t in content["top"]], headers=headers)]
+    x, by = content["axes"]["x"], content["axes"]["group_by"]
+    if content["regularizers"]:
+        regs = [
+            [_group_value(r[by]), r[x], r["trials"], _fmt(r["best_val_acc"]), _fmt(r["median_val_acc"]), _fmt(r["median_gap"], 3)]
+            for r in content["regularizers"]
+        ]  # fmt: skip
+        heads = [by, x, "trials", "best val_acc", "median val_acc", "median gap"]
+        lines += ["", "Regularizers", tabulate(regs, headers=heads)]
     for title, (headers, rows) in _extra_tables(content):
         lines += ["", title, tabulate(rows, headers=headers)]
     return "\n".join(lines)
@@ -97,18 +103,16 @@ def _extra_tables(content: dict[str, Any]) -> list[tuple[str, tuple[list[str], l
         title = f"Search per {content['groups'][0]['by']} group: finished trials and epochs trained"
         tables.append((title, (["value", "complete", "pruned", "epochs"], effort)))
     if content["confirmed"]:
+        names = content["parameters"]
         rows = [
-            [c["trial"], "on" if c["params"]["batchnorm"] else "off", _fmt(c["params"]["dropout"], 3),
-             _fmt(c["params"]["learning_rate"]), len(c["values"]), _fmt(c["mean"]),
+            [c["trial"], *_params(c["params"], names), len(c["values"]), _fmt(c["mean"]),
              "-" if c["ci95"] is None else f"{c['ci95'][0]:.4f}-{c['ci95'][1]:.4f}", _fmt(c["gap_mean"], 3),
              _fmt(c.get("p_value"), 3), " ".join(f"{v:.4f}" for v in c["values"])]
             for c in content["confirmed"]
         ]  # fmt: skip
         headers = [
             "trial",
-            "batchnorm",
-            "dropout",
-            "learning_rate",
+            *names,
             "seeds",
             "mean",
             "95% CI",
@@ -119,10 +123,13 @@ def _extra_tables(content: dict[str, Any]) -> list[tuple[str, tuple[list[str], l
         tables.append(
             ("Confirmed over seeds (p: the winner against the runner-up; others against the winner)", (headers, rows))
         )
-    front = [[t["number"], _fmt(t["val_acc"]), _fmt(t["overfit_gap"], 3), t["params"]["batchnorm"],
-              _fmt(t["params"]["dropout"], 3), _fmt(t["params"]["learning_rate"])] for t in content["pareto"]]  # fmt: skip
+    names = content["parameters"]
+    front = [
+        [t["number"], _fmt(t["val_acc"]), _fmt(t["overfit_gap"], 3), *_params(t["params"], names)]
+        for t in content["pareto"]
+    ]
     if front:
-        headers = ["trial", "val_acc", "gap", "batchnorm", "dropout", "learning_rate"]
+        headers = ["trial", "val_acc", "gap", *names]
         tables.append(("Trade-off: no other trial has both a higher val_acc and a smaller gap", (headers, front)))
     return tables
 
@@ -130,7 +137,7 @@ def _extra_tables(content: dict[str, Any]) -> list[tuple[str, tuple[list[str], l
 def trials_csv(study: optuna.Study) -> str:
     trials = study.get_trials(deepcopy=False)
     attr_keys = sorted({k for t in trials for k in t.user_attrs})
-    params = ["dropout", "batchnorm", "learning_rate"]
+    params = list(study.user_attrs.get("spec", {}).get("space", {}))
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["number", "state", "value", *params, "datetime_start", "datetime_complete", *attr_keys])
@@ -159,9 +166,10 @@ def page(content: dict[str, Any], study: optuna.Study) -> str:
         div = figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{name}")
         sections.append(f'<section class="figure" data-figure="{name}">{div}</section>')
     top = "".join(
-        f"<tr>{''.join(f'<td>{html.escape(str(c))}</td>' for c in _trial_line(t))}</tr>" for t in content["top"]
+        f"<tr>{''.join(f'<td>{html.escape(str(c))}</td>' for c in _trial_line(t, content['parameters']))}</tr>"
+        for t in content["top"]
     )
-    head = "".join(f"<th>{h}</th>" for h in TRIAL_HEADERS)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in _trial_headers(content["parameters"]))
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>sweeper report: {html.escape(content["study"])}</title>
 <script>{plotly.offline.get_plotlyjs()}</script>

@@ -42,6 +42,8 @@ def suggest(trial: optuna.trial.Trial, spec: StudySpec) -> dict:
     for name, dist in spec.space.distributions().items():
         if isinstance(dist, optuna.distributions.FloatDistribution):
             params[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+        elif isinstance(dist, optuna.distributions.IntDistribution):
+            params[name] = trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
         else:
             params[name] = trial.suggest_categorical(name, dist.choices)
     return params

@@ -1,21 +1,22 @@
 """Study files (`studies/*.toml`) → a validated `StudySpec`.
 
-A study file is the whole configuration of a sweep: search space, training settings, sampler,
-pruner, budget, baselines and worker behaviour. Everything is checked here, before a worker
-touches the database, so a typo costs seconds rather than a night of GPU time.
+A study file is the whole configuration of a sweep: search space, model and data (the
+tutorial's CNN on CIFAR-10 unless `[model]` and `[data]` name the user's own functions), training
+settings, sampler, pruner, budget, baselines, report axes and worker behaviour. Everything is
+checked here, before a worker touches the database, so a typo costs seconds rather than a night
+of GPU time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import optuna
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from sweeper._strict import Strict as _Strict
 from sweeper.errors import StudyFileError
@@ -29,77 +30,8 @@ from sweeper.search_sections import (
     ThresholdPruner,
     TPESampler,
 )
+from sweeper.space import TUTORIAL_PARAMS, FloatParam, Space
 from sweeper.validation_messages import describe
-
-
-class FloatParam(_Strict):
-    low: float
-    high: float
-    log: bool = False
-
-    @field_validator("low", "high", mode="before")
-    @classmethod
-    def _ints_are_floats(cls, value: Any) -> Any:
-        # TOML writes 1 and 1.0 differently; both mean the same bound.
-        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-    @model_validator(mode="after")
-    def _check_range(self) -> FloatParam:
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            raise ValueError("low and high must be finite numbers")
-        if self.low > self.high:
-            raise ValueError(f"low ({self.low}) is greater than high ({self.high})")
-        if self.log and self.low <= 0:
-            raise ValueError(f"log scale needs low > 0, got {self.low}")
-        return self
-
-    def distribution(self) -> optuna.distributions.FloatDistribution:
-        return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log)
-
-    def contains(self, value: Any) -> bool:
-        return isinstance(value, float | int) and not isinstance(value, bool) and self.low <= value <= self.high
-
-
-class BoolChoices(_Strict):
-    choices: Annotated[list[bool], Field(min_length=1)]
-
-    @field_validator("choices")
-    @classmethod
-    def _unique(cls, value: list[bool]) -> list[bool]:
-        if len(set(value)) != len(value):
-            raise ValueError("choices must not repeat")
-        return value
-
-    def distribution(self) -> optuna.distributions.CategoricalDistribution:
-        return optuna.distributions.CategoricalDistribution(self.choices)
-
-    def contains(self, value: Any) -> bool:
-        return isinstance(value, bool) and value in self.choices
-
-
-class Space(_Strict):
-    """The three knobs of the tutorial's question; fix one by giving it a single value."""
-
-    dropout: FloatParam
-    batchnorm: BoolChoices
-    learning_rate: FloatParam
-
-    @field_validator("dropout")
-    @classmethod
-    def _dropout_is_a_rate(cls, value: FloatParam) -> FloatParam:
-        if not (0 <= value.low and value.high < 1):
-            raise ValueError(f"must lie in [0, 1), got {value.low}..{value.high}")
-        return value
-
-    @field_validator("learning_rate")
-    @classmethod
-    def _learning_rate_is_positive(cls, value: FloatParam) -> FloatParam:
-        if value.low <= 0:
-            raise ValueError(f"must be > 0, got low = {value.low}")
-        return value
-
-    def distributions(self) -> dict[str, optuna.distributions.BaseDistribution]:
-        return {name: getattr(self, name).distribution() for name in type(self).model_fields}
 
 
 class Training(_Strict):
@@ -176,15 +108,32 @@ class Compare(_Strict):
     """Search trials each group gets, whatever the sampler prefers."""
 
 
-class Baseline(_Strict):
-    dropout: float
-    batchnorm: bool
-    learning_rate: float
+def _check_reference(value: str) -> str:
+    module, _, function = value.partition(":")
+    if not (module and function and all(part.isidentifier() for part in (*module.split("."), function))):
+        raise ValueError(f"{value!r} is not 'module:function' (for example 'my_model:build')")
+    return value
 
-    @field_validator("dropout", "learning_rate", mode="before")
-    @classmethod
-    def _ints_are_floats(cls, value: Any) -> Any:
-        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+class Model(_Strict):
+    """The user's Keras model: `build(params, input_shape=..., num_classes=...)` → a compiled model."""
+
+    builder: str
+    _reference = field_validator("builder")(_check_reference)
+
+
+class Data(_Strict):
+    """The user's data: `load()` → (x_train, y_train, x_val, y_val), integer class labels."""
+
+    loader: str
+    _reference = field_validator("loader")(_check_reference)
+
+
+class Report(_Strict):
+    """What the regularizer chart and table plot: val_acc and the gap against `x`, one series per `group_by`."""
+
+    x: str | None = None
+    group_by: str | None = None
 
 
 def _check_study_name(name: str) -> str:
@@ -219,15 +168,57 @@ class StudySpec(_Strict):
     artifacts: Artifacts = Artifacts()
     confirm: Confirm = Confirm()
     compare: Compare | None = None
-    baselines: list[Baseline] = []
+    model: Model | None = None
+    data: Data | None = None
+    report: Report = Report()
+    baselines: list[dict[str, bool | int | float | str]] = []
+    _source: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _tutorial_model_gets_its_parameters(self) -> StudySpec:
+        if self.model is not None:
+            return self
+        names = list(self.space.params())
+        if sorted(names) != sorted(TUTORIAL_PARAMS):
+            raise ValueError(
+                f"the tutorial's CNN (no [model] section) takes exactly {', '.join(TUTORIAL_PARAMS)}; this space has "
+                f"{', '.join(names)}. Name your own Keras model with [model] builder = 'module:function'"
+            )
+        if not all(isinstance(choice, bool) for choice in self.space.batchnorm.choices):
+            raise ValueError("space.batchnorm: the tutorial's CNN takes true or false")
+        return self
 
     @model_validator(mode="after")
     def _baselines_in_space(self) -> StudySpec:
+        params = self.space.params()
         for i, baseline in enumerate(self.baselines):
-            for name in self.space.distributions():
-                value = getattr(baseline, name)
-                if not getattr(self.space, name).contains(value):
+            if set(baseline) != set(params):
+                raise ValueError(
+                    f"baselines[{i}] must give exactly {', '.join(params)}; it gives {', '.join(baseline)}"
+                )
+            for name, value in baseline.items():
+                if isinstance(params[name], FloatParam) and type(value) is int:
+                    baseline[name] = value = float(value)  # TOML writes 1 and 1.0 differently
+                if not params[name].contains(value):
                     raise ValueError(f"baselines[{i}].{name} = {value!r} lies outside the search space")
+        return self
+
+    @model_validator(mode="after")
+    def _report_axes_in_space(self) -> StudySpec:
+        dists = self.space.distributions()
+        for key, wanted in (("x", "a number range"), ("group_by", "choices")):
+            name = getattr(self.report, key)
+            if name is None:
+                continue
+            dist = dists.get(name)
+            is_choices = isinstance(dist, optuna.distributions.CategoricalDistribution)
+            if dist is None or is_choices != (key == "group_by"):
+                fitting = [
+                    n
+                    for n, d in dists.items()
+                    if isinstance(d, optuna.distributions.CategoricalDistribution) == (key == "group_by")
+                ]
+                raise ValueError(f"report.{key} = {name!r} must name a parameter with {wanted}: {fitting}")
         return self
 
     @model_validator(mode="after")
@@ -251,13 +242,33 @@ class StudySpec(_Strict):
         return self.study.name
 
     @property
+    def source(self) -> Path | None:
+        """The study file this spec was read from (none when parsed from text)."""
+        return self._source
+
+    @property
+    def folder(self) -> Path:
+        """The study file's folder: where its `[model]` and `[data]` modules are looked up first."""
+        return self._source.parent if self._source else Path(".")
+
+    @property
+    def chart_x(self) -> str | None:
+        """The parameter the regularizer chart plots against: `[report] x`, else the tutorial's dropout."""
+        return self.report.x or ("dropout" if "dropout" in self.space.params() else None)
+
+    @property
+    def chart_groups(self) -> str | None:
+        """The parameter that splits the chart into series: `[report] group_by`, else batch normalization."""
+        return self.report.group_by or ("batchnorm" if "batchnorm" in self.space.params() else None)
+
+    @property
     def groups_by(self) -> str:
         """The parameter whose groups are compared and confirmed."""
         return self.compare.by if self.compare else TUTORIAL_GROUPS
 
     def space_fingerprint(self) -> str:
         """Identifies the search space, so a worker can refuse a study created with another one."""
-        canonical = json.dumps(self.space.model_dump(), sort_keys=True)
+        canonical = json.dumps(self.space.dump(), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -270,7 +281,9 @@ def load(path: str | Path) -> StudySpec:
         raise StudyFileError(f"{path}: no such study file (the examples are in studies/)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise StudyFileError(f"{path}: cannot read the study file: {exc}") from None
-    return parse(text, source=str(path))
+    spec = parse(text, source=str(path))
+    spec._source = path.resolve()
+    return spec
 
 
 def parse(text: str, source: str = "<study file>") -> StudySpec:

@@ -16,8 +16,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper import comparison, confirmation, search, uncertainty
+from sweeper.wording import describe, describe_params
 
-DROPOUT_BINS = 3
+X_BINS = 3
 LEARNED_MARGIN = 0.03
 """Groups this far below the best group's median val_acc are not named "least overfitting": about
 two standard errors of one val_acc on the tutorial's validation split (1,551 images)."""
@@ -30,9 +31,7 @@ class Row:
     number: int
     state: str
     val_acc: float | None
-    dropout: float | None
-    batchnorm: bool | None
-    learning_rate: float | None
+    params: dict[str, Any]
     best_epoch: int | None
     gap: float | None
     baseline: bool
@@ -57,9 +56,7 @@ def rows(study: optuna.Study) -> list[Row]:
                 number=trial.number,
                 state=trial.state.name,
                 val_acc=trial.value,
-                dropout=params.get("dropout"),
-                batchnorm=params.get("batchnorm"),
-                learning_rate=params.get("learning_rate"),
+                params=params,
                 best_epoch=attrs.get("best_epoch"),
                 gap=attrs.get("overfit_gap"),
                 baseline=bool(attrs.get("baseline")),
@@ -80,10 +77,13 @@ def summary(study: optuna.Study, storage_label: str) -> dict[str, Any]:
     best = complete[0] if complete else (finished[0] if finished else None)
     baseline = next((r for r in finished if r.baseline), None)
     counts = {state.name.lower(): sum(r.state == state.name for r in all_rows) for state in TrialState}
+    x, by = axes(study)
     regularizers = regularizer_table(complete or finished, study)
-    confirmed = confirmed_table(all_rows)
+    confirmed = confirmed_table(all_rows, comparison.compared_parameter(study))
     return {
         "study": study.study_name,
+        "parameters": list(study.user_attrs.get("spec", {}).get("space", {})),
+        "axes": {"x": x, "group_by": by},
         "storage": storage_label,
         "budget": study.user_attrs.get("budget"),
         "trials": len(all_rows),
@@ -96,7 +96,8 @@ def summary(study: optuna.Study, storage_label: str) -> dict[str, Any]:
         "top": [_trial_json(r) for r in finished[:10]],
         "regularizers": regularizers,
         "groups": comparison.effort(study, [r.trial for r in search_rows]),
-        "answer": answer(best, baseline, regularizers) + (" " + confirmed_sentence(confirmed, best) if best else ""),
+        "answer": answer(best, baseline, regularizers, x, by)
+        + (" " + confirmed_sentence(confirmed, best, comparison.compared_parameter(study)) if best else ""),
         "confirmed": confirmed,
         "pareto": [_trial_json(r) for r in pareto(complete)],
         "models_kept": [r.number for r in finished if r.model == "kept"],
@@ -113,7 +114,7 @@ def _trial_json(row: Row | None) -> dict[str, Any] | None:
         "number": row.number,
         "state": row.state,
         "val_acc": row.val_acc,
-        "params": {"dropout": row.dropout, "batchnorm": row.batchnorm, "learning_rate": row.learning_rate},
+        "params": row.params,
         "best_epoch": row.best_epoch,
         "overfit_gap": row.gap,
         "baseline": row.baseline,
@@ -121,31 +122,45 @@ def _trial_json(row: Row | None) -> dict[str, Any] | None:
     }
 
 
-def _dropout_edges(study: optuna.Study) -> list[float]:
-    spec = study.user_attrs.get("spec", {}).get("space", {}).get("dropout", {})
-    low, high = spec.get("low", 0.2), spec.get("high", 0.5)
-    step = (high - low) / DROPOUT_BINS
-    return [round(low + i * step, 6) for i in range(DROPOUT_BINS + 1)]
+def axes(study: optuna.Study) -> tuple[str | None, str | None]:
+    """The regularizer chart's x parameter and series parameter: the study file's `[report] x` and
+    `group_by`, else the tutorial's dropout and batch normalization where the space has them."""
+    spec = study.user_attrs.get("spec", {})
+    space, chosen = spec.get("space", {}), spec.get("report") or {}
+    x = chosen.get("x") or ("dropout" if "dropout" in space else None)
+    by = chosen.get("group_by") or ("batchnorm" if "batchnorm" in space else None)
+    return x, by
+
+
+def _edges(study: optuna.Study, x: str) -> list[float]:
+    spec = study.user_attrs.get("spec", {}).get("space", {}).get(x, {})
+    low, high = spec.get("low", 0.0), spec.get("high", 1.0)
+    step = (high - low) / X_BINS
+    return [round(low + i * step, 6) for i in range(X_BINS + 1)]
 
 
 def regularizer_table(finished: list[Row], study: optuna.Study) -> list[dict[str, Any]]:
-    """Batch normalization on/off × dropout bins: how many trials, best and median val_acc, median gap."""
-    edges = _dropout_edges(study)
+    """Each group (batch normalization on/off) × x bins (dropout): trials, best and median val_acc, median gap."""
+    x, by = axes(study)
+    if x is None or by is None:
+        return []
+    edges = _edges(study, x)
+    groups = sorted(study.user_attrs["spec"]["space"][by]["choices"], key=str)
     table = []
-    for batchnorm in (False, True):
+    for group in groups:
         for low, high in zip(edges, edges[1:], strict=False):
             last = high == edges[-1]
             members = [
                 r for r in finished
-                if r.batchnorm is batchnorm and r.dropout is not None
-                and low <= r.dropout and (r.dropout <= high if last else r.dropout < high)
+                if r.params.get(by) == group and r.params.get(x) is not None
+                and low <= r.params[x] and (r.params[x] <= high if last else r.params[x] < high)
             ]  # fmt: skip
             accs = [r.val_acc for r in members if r.val_acc is not None]
             gaps = [r.gap for r in members if r.gap is not None]
             table.append(
                 {
-                    "batchnorm": batchnorm,
-                    "dropout": f"{low:.2f}-{high:.2f}",
+                    by: group,
+                    x: f"{low:.2f}-{high:.2f}",
                     "trials": len(members),
                     "best_val_acc": max(accs) if accs else None,
                     "median_val_acc": statistics.median(accs) if accs else None,
@@ -155,26 +170,23 @@ def regularizer_table(finished: list[Row], study: optuna.Study) -> list[dict[str
     return table
 
 
-def answer(best: Row | None, baseline: Row | None, table: list[dict[str, Any]]) -> str:
+def answer(best: Row | None, baseline: Row | None, table: list[dict[str, Any]], x: str | None, by: str | None) -> str:
     """The tutorial's question, answered in a sentence or two."""
     if best is None:
         return "No finished trials yet."
-    text = (
-        f"Best val_acc {best.val_acc:.4f}: batch normalization {_on_off(best.batchnorm)}, "
-        f"dropout {format_number(best.dropout, '.2f')}, learning rate {format_number(best.learning_rate, '.2g')} (trial {best.number}"
-        + (f", gap {best.gap:.3f} at epoch {best.best_epoch})" if best.gap is not None else ")")
+    text = f"Best val_acc {best.val_acc:.4f}: {describe_params(best.params, by)} (trial {best.number}" + (
+        f", gap {best.gap:.3f} at epoch {best.best_epoch})" if best.gap is not None else ")"
     )
     if baseline is not None and baseline.val_acc is not None:
-        text += (
-            f"; the baseline (dropout {format_number(baseline.dropout, '.2f')}, batch normalization "
-            f"{_on_off(baseline.batchnorm)}, learning rate {format_number(baseline.learning_rate, '.2g')}) "
-            f"reached {baseline.val_acc:.4f}."
-        )
-    text += _least_overfitting(table)
+        text += f"; the baseline ({describe_params(baseline.params)}) reached {baseline.val_acc:.4f}."
+    else:
+        text += "."
+    if x is not None and by is not None:
+        text += _least_overfitting(table, x, by)
     return text
 
 
-def _least_overfitting(table: list[dict[str, Any]]) -> str:
+def _least_overfitting(table: list[dict[str, Any]], x: str, by: str) -> str:
     """The group that overfits least among those that also learn: a group can show a small gap only
     because it barely learned, so groups whose median val_acc is more than `LEARNED_MARGIN` below
     the best group's are left out, and the sentence names the best of them it left out."""
@@ -186,28 +198,28 @@ def _least_overfitting(table: list[dict[str, Any]]) -> str:
     calm = min(learned, key=lambda row: row["median_gap"])
     text = (
         f" Least overfitting among the groups whose median val_acc is within {LEARNED_MARGIN} of the best"
-        f" group's ({top:.4f}): {_group(calm)} (median gap {calm['median_gap']:.3f},"
+        f" group's ({top:.4f}): {_group(calm, x, by)} (median gap {calm['median_gap']:.3f},"
         f" median val_acc {calm['median_val_acc']:.4f})."
     )
     calmer = [row for row in groups if row not in learned and row["median_gap"] < calm["median_gap"]]
     if calmer:
         left = min(calmer, key=lambda row: row["median_gap"])
         text += (
-            f" {_group(left)[0].upper()}{_group(left)[1:]} has a smaller median gap ({left['median_gap']:.3f})"
+            f" {_group(left, x, by)[0].upper()}{_group(left, x, by)[1:]} has a smaller median gap ({left['median_gap']:.3f})"
             f" but learned less (median val_acc {left['median_val_acc']:.4f})."
         )
     return text
 
 
-def _group(row: dict[str, Any]) -> str:
-    return f"batch normalization {_on_off(row['batchnorm'])} with dropout {row['dropout']}"
+def _group(row: dict[str, Any], x: str, by: str) -> str:
+    return f"{describe(by, row[by])} with {x} {row[x]}"
 
 
-def confirmed_table(all_rows: list[Row]) -> list[dict[str, Any]]:
+def confirmed_table(all_rows: list[Row], by: str) -> list[dict[str, Any]]:
     """Each confirmed configuration over all its seeds (the original run first), best mean first.
 
-    The winner's `p_value` is against the runner-up (the best configuration with the other batch
-    normalization setting); every other entry's is against the winner.
+    The winner's `p_value` is against the runner-up (the best configuration in another group of
+    `by`, batch normalization on or off); every other entry's is against the winner.
     """
     by_number = {r.number: r for r in all_rows}
     runs: dict[int, list[Row]] = {}
@@ -231,14 +243,14 @@ def confirmed_table(all_rows: list[Row]) -> list[dict[str, Any]]:
     table.sort(key=lambda entry: -entry["mean"])
     if table:
         winner = table[0]
-        rival = next((e for e in table[1:] if e["params"]["batchnorm"] != winner["params"]["batchnorm"]), None)
+        rival = next((e for e in table[1:] if e["params"].get(by) != winner["params"].get(by)), None)
         winner["p_value"] = uncertainty.welch_p(winner["values"], rival["values"]) if rival else None
         for entry in table[1:]:
             entry["p_value"] = uncertainty.welch_p(winner["values"], entry["values"])
     return table
 
 
-def confirmed_sentence(confirmed: list[dict[str, Any]], best: Row | None) -> str:
+def confirmed_sentence(confirmed: list[dict[str, Any]], best: Row | None, by: str) -> str:
     """The answer's uncertainty: the confirmed lead and its p-value, or a single run's standard error."""
     if not confirmed or len(confirmed[0]["values"]) < 2:
         if best is None or best.val_acc is None or not best.trial.user_attrs.get("val_images"):
@@ -249,11 +261,11 @@ def confirmed_sentence(confirmed: list[dict[str, Any]], best: Row | None) -> str
             f"{best.trial.user_attrs['val_images']} validation images has a standard error of about {se:.3f}."
         )
     winner = confirmed[0]
-    text = f"Confirmed over {len(winner['values'])} seeds: {_config(winner)}: {_mean_ci(winner)}"
+    text = f"Confirmed over {len(winner['values'])} seeds: {_config(winner, by)}: {_mean_ci(winner)}"
     leads = []
-    rival = next((e for e in confirmed[1:] if e["params"]["batchnorm"] != winner["params"]["batchnorm"]), None)
+    rival = next((e for e in confirmed[1:] if e["params"].get(by) != winner["params"].get(by)), None)
     baseline = next((e for e in confirmed if e["baseline"]), None)
-    rival_label = "the best with batch normalization " + _on_off(rival and rival["params"]["batchnorm"])
+    rival_label = "the best with " + describe(by, rival and rival["params"].get(by))
     if rival is not None and rival is baseline:
         rival_label, baseline = rival_label + ", the baseline", None
     for label, other in ((rival_label, rival), ("the baseline", baseline)):
@@ -268,12 +280,8 @@ def confirmed_sentence(confirmed: list[dict[str, Any]], best: Row | None) -> str
     )
 
 
-def _config(entry: dict[str, Any]) -> str:
-    p = entry["params"]
-    return (
-        f"batch normalization {_on_off(p['batchnorm'])}, dropout {format_number(p['dropout'], '.2f')}, "
-        f"learning rate {format_number(p['learning_rate'], '.2g')} (trial {entry['trial']})"
-    )
+def _config(entry: dict[str, Any], by: str) -> str:
+    return f"{describe_params(entry['params'], by)} (trial {entry['trial']})"
 
 
 def _mean_ci(entry: dict[str, Any]) -> str:
@@ -287,11 +295,3 @@ def pareto(complete: list[Row]) -> list[Row]:
     points = [(r.number, r.val_acc, r.gap) for r in complete if r.val_acc is not None and r.gap is not None]
     by_number = {r.number: r for r in complete}
     return [by_number[n] for n in uncertainty.pareto_front(points)]
-
-
-def format_number(value: float | None, spec: str) -> str:
-    return "?" if value is None else format(value, spec)
-
-
-def _on_off(flag: bool | None) -> str:
-    return "?" if flag is None else ("on" if flag else "off")

@@ -20,7 +20,7 @@ import keras
 from sweeper import backends
 from sweeper.data import Dataset, open_prepared
 from sweeper.model import build_model
-from sweeper.protocol import METRICS, Done, Epoch, Failed, Job, Reply, Train
+from sweeper.protocol import Done, Epoch, Failed, Job, Reply, Train, canonical_metrics
 
 
 class EpochReporter(keras.callbacks.Callback):
@@ -43,7 +43,7 @@ class EpochReporter(keras.callbacks.Callback):
         elapsed = time.perf_counter() - self._started
         self.seconds += elapsed
         self.epochs_run += 1
-        metrics = {key: float(value) for key, value in (logs or {}).items() if key in METRICS}
+        metrics = canonical_metrics(logs or {})
         if metrics.get("val_acc", float("nan")) > self.best_val_acc:  # the epoch the trial's value comes from
             self.best_val_acc, self.best_weights = metrics["val_acc"], self.model.get_weights()
         self.conn.send(Epoch(epoch + 1, elapsed, metrics))
@@ -55,7 +55,7 @@ def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connectio
     backends.check_gpu_seen(backends.describe_device()["device"], keras.backend.backend())
     keras.utils.set_random_seed(job.seed)
     keras.mixed_precision.set_global_policy("mixed_float16" if job.mixed_precision else "float32")
-    model = build_model(**job.params, jit_compile=job.jit_compile)
+    model = _model(job, dataset)
     reporter = EpochReporter(conn)
     model.fit(
         dataset.x_train,
@@ -80,6 +80,16 @@ def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connectio
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
         "child_peak_mb": peak_memory_mb(),
     }
+
+
+def _model(job: Job, dataset: Dataset) -> keras.Model:
+    """The study's `[model]` builder's model, else the tutorial's CNN."""
+    if job.builder is None:
+        return build_model(**job.params, jit_compile=job.jit_compile)
+    from sweeper import user_code
+
+    classes = user_code.num_classes(dataset.y_train, dataset.y_val)
+    return user_code.build(job.builder, Path(job.code_dir or "."), job.params, dataset.x_train, classes)
 
 
 def peak_memory_mb() -> float:

@@ -11,20 +11,31 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from sweeper.space import PARAM_KINDS, TUTORIAL_PARAMS
+
 
 def describe(exc: ValidationError, source: str, root: type[BaseModel], union_fields: tuple[str, ...] = ()) -> str:
     """One line per problem: `file: [section] key: what is wrong`, with a suggestion for typos."""
     lines = []
     for error in exc.errors(include_url=False):
-        raw_loc = list(error["loc"])
+        raw_loc = _without_param_kind(list(error["loc"]))
         loc = [str(part) for part in raw_loc if not _is_union_tag(part, root, union_fields)]
         where = _format_loc(loc, root)
-        if error["type"] == "extra_forbidden":
+        if not loc:  # a check across sections: its message names them
+            lines.append(f"{source}: {error['msg'].removeprefix('Value error, ')}")
+        elif error["type"] == "extra_forbidden":
             lines.append(f"{source}: {where}: unknown key{_nearest_key(raw_loc, root, union_fields)}")
         else:
             message = error["msg"].removeprefix("Value error, ")
             lines.append(f"{source}: {where}: {message}")
     return "\n".join(lines)
+
+
+def _without_param_kind(loc: list) -> list:
+    """`space.width.int.low` → `space.width.low`: the kind of a user's parameter is not a key they wrote."""
+    if len(loc) > 2 and loc[0] == "space" and loc[1] not in TUTORIAL_PARAMS and loc[2] in PARAM_KINDS:
+        return loc[:2] + loc[3:]
+    return loc
 
 
 def _union_tags(root: type[BaseModel], union_fields: tuple[str, ...]) -> dict[str, type[BaseModel]]:

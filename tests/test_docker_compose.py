@@ -82,6 +82,9 @@ def test_compose_accepts_the_files_and_needs_a_postgres_password() -> None:
     assert workers["build"]["args"] == {"BASE_IMAGE": "python:3.11-slim-bookworm", "EXTRAS": "cpu"}
     assert "devices" not in str(workers.get("deploy", {})), "the CPU override drops the GPU reservation"
     assert workers["restart"] == "on-failure", "a worker that finished the study stays down"
+    studies = [v for v in workers["volumes"] if v["target"] == "/app/studies"]
+    assert studies == [{"type": "bind", "source": str(ROOT / "studies"), "target": "/app/studies", "read_only": True,
+                        "bind": {"create_host_path": True}}]  # fmt: skip
     assert model["services"]["report"]["entrypoint"] == ["sweeper", "report"]
 
     missing = _config("POSTGRES_PASSWORD=")

@@ -17,7 +17,7 @@ def test_shipped_study_files_are_valid(name: str) -> None:
     assert (dists["dropout"].low, dists["dropout"].high) == (0.2, 0.5)
     assert dists["batchnorm"].choices == (True, False)
     assert (dists["learning_rate"].low, dists["learning_rate"].high, dists["learning_rate"].log) == (1e-5, 1e-2, True)
-    assert [b.model_dump() for b in spec.baselines] == [{"dropout": 0.2, "batchnorm": False, "learning_rate": 1e-4}]
+    assert spec.baselines == [{"dropout": 0.2, "batchnorm": False, "learning_rate": 1e-4}]
 
 
 def test_real_study_uses_the_tutorial_training() -> None:

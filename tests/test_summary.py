@@ -14,6 +14,12 @@ SPACE = {
     "learning_rate": FloatDistribution(1e-5, 1e-2, log=True),
 }
 
+STORED_SPACE = {  # as a worker stores the tutorial's space (`Space.dump`)
+    "dropout": {"low": 0.2, "high": 0.5, "log": False},
+    "batchnorm": {"choices": [True, False]},
+    "learning_rate": {"low": 1e-5, "high": 1e-2, "log": True},
+}
+
 
 def _trial(value: float, dropout: float, batchnorm: bool, lr: float, gap: float, *, state=TrialState.COMPLETE, **attrs):
     return create_trial(
@@ -29,7 +35,7 @@ def _trial(value: float, dropout: float, batchnorm: bool, lr: float, gap: float,
 def _study() -> optuna.Study:
     study = optuna.create_study(direction="maximize", study_name="unit")
     study.set_user_attr("budget", 5)
-    study.set_user_attr("spec", {"space": {"dropout": {"low": 0.2, "high": 0.5}}})
+    study.set_user_attr("spec", {"space": STORED_SPACE})
     study.add_trial(_trial(0.40, 0.25, False, 1e-3, 0.30, baseline=True))
     study.add_trial(_trial(0.55, 0.45, True, 6e-4, 0.05))
     study.add_trial(_trial(0.50, 0.30, True, 2e-3, 0.20))
@@ -59,7 +65,7 @@ def test_best_is_the_best_complete_trial_and_the_baseline_is_described_from_its_
 
 def test_a_group_that_barely_learned_is_not_named_least_overfitting() -> None:
     study = optuna.create_study(direction="maximize", study_name="underfit")
-    study.set_user_attr("spec", {"space": {"dropout": {"low": 0.2, "high": 0.5}}})
+    study.set_user_attr("spec", {"space": STORED_SPACE})
     for value, dropout, batchnorm, gap in [
         (0.56, 0.45, True, 0.08), (0.55, 0.25, True, 0.12), (0.20, 0.45, False, 0.01), (0.54, 0.25, False, 0.10)
     ]:  # fmt: skip

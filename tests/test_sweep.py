@@ -57,7 +57,7 @@ def test_two_workers_from_two_shells_fill_one_study_on_postgresql(pg_url: str, c
         assert trial.user_attrs["images_per_second"] > 0
     baselines = [t for t in trials if t.user_attrs.get("baseline")]
     assert len(baselines) == 1
-    assert baselines[0].params == spec.baselines[0].model_dump()
+    assert baselines[0].params == spec.baselines[0]
 
 
 def _open(url: str, path: str) -> None:

@@ -1,0 +1,176 @@
+"""Sweep your own model: a `[model]` builder and `[data]` loader beside the study file (issue #20)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy
+import tomli_w
+from optuna.trial import TrialState
+
+from sweeper import cli, studyfile, urls
+from tests.conftest import ROOT, run_sweeper
+from tests.fleet import assert_exact_budget, trials
+
+MODULE = """
+import keras
+import numpy as np
+from sklearn.datasets import load_digits
+
+
+def build(params, input_shape, num_classes):
+    if params.get("fail"):
+        raise ValueError("asked to fail")
+    model = keras.Sequential([keras.Input(shape=input_shape), keras.layers.Dense(params["units"], activation=params["activation"]),
+                              keras.layers.Dense(num_classes, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def load():
+    digits = load_digits()
+    x, y = (digits.data[:500] / 16.0).astype(np.float32), digits.target[:500]
+    return x[:350], y[:350], x[350:], y[350:]
+
+
+def build_raises(params, input_shape, num_classes):
+    raise RuntimeError("the builder broke")
+
+
+def build_none(params, input_shape, num_classes):
+    return None
+
+
+def build_no_accuracy(params, input_shape, num_classes):
+    model = keras.Sequential([keras.Input(shape=input_shape), keras.layers.Dense(num_classes, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def load_mismatched():
+    x_train, y_train, x_val, y_val = load()
+    return x_train, y_train[:-1], x_val, y_val
+
+
+def load_raises():
+    raise OSError("the data is not there")
+"""
+
+
+def _study(
+    tmp_path: Path, name: str = "mine", builder: str = "mymodel:build", loader: str = "mymodel:load", **sections
+) -> Path:
+    """A study of the digits MLP in `mymodel.py` beside it; `sections` update its sections' keys."""
+    (tmp_path / "mymodel.py").write_text(textwrap.dedent(MODULE))
+    spec = {
+        "study": {"name": name, "budget": 4},
+        "model": {"builder": builder},
+        "data": {"loader": loader},
+        "space": {
+            "units": {"type": "int", "low": 8, "high": 64, "step": 8},
+            "activation": {"choices": ["relu", "tanh"]},
+            "learning_rate": {"low": 1e-3, "high": 3e-2, "log": True},
+        },
+        "training": {"epochs": 3, "batch_size": 64},
+        "sampler": {"type": "tpe", "seed": 1, "n_startup_trials": 2},
+        "report": {"x": "units", "group_by": "activation"},
+        "fleet": {"heartbeat_seconds": 1, "stale_after_seconds": 4, "trials_per_child": 8, "poll_seconds": 0.5},
+    }
+    for section, values in sections.items():
+        spec[section] = {**spec[section], **values} if isinstance(values, dict) else values
+    path = tmp_path / f"{name}.toml"
+    path.write_text(tomli_w.dumps(spec))
+    return path
+
+
+@pytest.mark.parametrize("name", ["cifar10-regularization", "cifar10-regularizers", "digits-mlp"])
+def test_the_example_study_files_validate(name: str) -> None:
+    spec = studyfile.load(ROOT / "studies" / f"{name}.toml")
+    assert spec.space.distributions() and spec.folder == ROOT / "studies"
+
+
+def test_a_users_model_and_data_run_on_two_workers_and_the_report_names_the_best(
+    pg_url: str, cli_env: dict, tmp_path: Path
+) -> None:
+    path = _study(tmp_path)
+    result = run_sweeper("sweep", str(path), "--workers", "2", "--storage", pg_url, env=cli_env)
+    assert result.returncode == 0, result.stderr
+    finished = [t for t in assert_exact_budget(pg_url, "mine", 4) if t.state == TrialState.COMPLETE]
+    best = max(finished, key=lambda t: t.value)
+    assert best.value > 0.3 and len({t.user_attrs["worker"] for t in trials(pg_url, "mine")}) == 2
+    report = run_sweeper("report", "mine", "--storage", pg_url, "-f", "json", env=cli_env)
+    content = json.loads(report.stdout)
+    assert content["best"]["params"] == best.params
+    assert set(content["parameters"]) == {"units", "activation", "learning_rate"}
+    assert f"units {best.params['units']}" in content["answer"] and {
+        r["activation"] for r in content["regularizers"]
+    } == {"relu", "tanh"}
+    text = run_sweeper("report", "mine", "--storage", pg_url, env=cli_env).stdout
+    assert "activation" in text and "units" in text and "Traceback" not in text
+    html = run_sweeper(
+        "report", "mine", "--storage", pg_url, "-f", "html", "--out", str(tmp_path / "r.html"), env=cli_env
+    )
+    assert html.returncode == 0 and 'data-figure="regularizer"' in (tmp_path / "r.html").read_text()
+
+
+MISTAKES = {
+    "no-module": ({"builder": "nosuch:build"}, r"no module 'nosuch' in .* or on sys.path"),
+    "no-function": ({"builder": "mymodel:nothing"}, r"module mymodel \(.*mymodel.py\) has no function 'nothing'"),
+    "builder-raises": (
+        {"builder": "mymodel:build_raises"},
+        r"mymodel:build_raises raised RuntimeError: the builder broke",
+    ),
+    "wrong-return": (
+        {"builder": "mymodel:build_none"},
+        r"mymodel:build_none returned NoneType; expected a compiled keras.Model",
+    ),
+    "no-accuracy": ({"builder": "mymodel:build_no_accuracy"}, r"compile it with metrics=\['accuracy'\]"),
+    "mismatched": ({"loader": "mymodel:load_mismatched"}, r"x_train has 350 rows but y_train has 349"),
+    "loader-raises": ({"loader": "mymodel:load_raises"}, r"mymodel:load_raises raised OSError: the data is not there"),
+}
+
+
+@pytest.mark.parametrize("case", list(MISTAKES))
+def test_mistakes_in_user_code_are_one_line_before_the_database(
+    case: str, pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given, message = MISTAKES[case]
+    path = _study(
+        tmp_path, **{k: v for k, v in {"builder": "mymodel:build", "loader": "mymodel:load", **given}.items()}
+    )
+    monkeypatch.setenv("SWEEPER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SWEEPER_ARTIFACTS", f"file://{tmp_path / 'models'}")
+    code = cli.main(["worker", str(path), "--storage", pg_url])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    [line] = [line for line in err.splitlines() if line.startswith("sweeper: error:")]
+    assert str(path) in line and __import__("re").search(message, line), err
+    assert "Traceback" not in err
+    engine = sqlalchemy.create_engine(urls.resolve_url(pg_url), poolclass=sqlalchemy.pool.NullPool)
+    with engine.connect() as connection:
+        assert sqlalchemy.inspect(connection).get_table_names() == []  # the database was never touched
+    engine.dispose()
+    assert not list((tmp_path / "cache").glob("user-data-*"))  # nothing left behind
+
+
+def test_a_builder_that_raises_in_the_child_fails_its_trial_and_the_worker_goes_on(
+    pg_url: str, cli_env: dict, tmp_path: Path
+) -> None:
+    base = {"units": 16, "activation": "relu", "learning_rate": 0.01}
+    path = _study(
+        tmp_path, name="flaky", study={"budget": 3}, space={"fail": {"choices": [False, True]}},
+        baselines=[{**base, "fail": False}, {**base, "fail": True}], fleet={"max_retries": 0},
+    )  # fmt: skip
+    result = run_sweeper("worker", str(path), "--storage", pg_url, env=cli_env)
+    assert result.returncode == 0, result.stderr
+    stored = assert_exact_budget(pg_url, "flaky", 3)
+    failed = [t for t in stored if t.state == TrialState.FAIL]
+    assert failed and all("ValueError: asked to fail" in t.user_attrs["fail_reason"] for t in failed)
+    assert all(t.params["fail"] for t in failed) and sum(t.state == TrialState.COMPLETE for t in stored) >= 1
+    assert "Traceback" not in result.stderr
+    optuna.load_study(study_name="flaky", storage=pg_url)  # the study is intact
