@@ -138,7 +138,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     model_store = model_stores.open_store(models_url)  # checked now, not after a trial has trained
     stop = threading.Event()
     install_signal_handlers(lambda _reason: stop.set())  # until a trial can be running
-    folder = data.prepare_for(spec, spec.source, data.resolve_data_dir(args.data_dir))
+    folder = data.prepare_for(spec, spec.source, data.resolve_data_dir(args.data_dir), backend)
     gpu = gpus.claim(args.gpu, per_gpu=args.workers_per_gpu, fallback=args.gpu_fallback, stop=stop)
     fleet = spec.fleet
     store = storage.connect(
@@ -180,7 +180,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     url = urls.resolve_url(args.storage)
     model_stores.open_store(kept_models.store_url(spec.artifacts, url))  # one clear error, not one per worker
     # once, before the workers race for it; a user's loader and builder are checked here too
-    data.discard(data.prepare_for(spec, spec.source, data.resolve_data_dir(args.data_dir)))
+    data.discard(data.prepare_for(spec, spec.source, data.resolve_data_dir(args.data_dir), backend))
     flags = [flag for flag, on in (("--debug", args.debug), ("--verbose", args.verbose)) if on]
     worker_args = [*flags, "worker", args.study_file]
     worker_args += ["--data-dir", args.data_dir] if args.data_dir else []

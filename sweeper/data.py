@@ -179,7 +179,9 @@ def prepare(data_dir: Path | None, training: Training, cache_dir: Path | None = 
     return target
 
 
-def prepare_for(spec: StudySpec, study_file: Path | None, data_dir: Path | None, cache_dir: Path | None = None) -> Path:
+def prepare_for(
+    spec: StudySpec, study_file: Path | None, data_dir: Path | None, backend: str, cache_dir: Path | None = None
+) -> Path:
     """The folder a study's trials map: the tutorial's CIFAR-10, or its `[data]` loader's arrays,
     with its `[model]` builder checked once (`sweeper.user_code.preflight`)."""
     cache_dir = cache_dir or default_cache_dir()
@@ -188,7 +190,7 @@ def prepare_for(spec: StudySpec, study_file: Path | None, data_dir: Path | None,
         return folder
     from sweeper import user_code
 
-    return user_code.preflight(study_file, folder, cache_dir)
+    return user_code.preflight(study_file, folder, cache_dir, backend)
 
 
 def discard(folder: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from sweeper import data, kept_models, model_stores, studies, urls
+from sweeper import backends, data, kept_models, model_stores, studies, urls
 from sweeper.child_output import filtered_stderr
 from sweeper.errors import SweeperError
 from sweeper.model_stores import ModelStore
@@ -66,7 +66,7 @@ def export(
 
 def evaluate_model(path: Path, spec: StudySpec, study_file: Path, data_dir: str | None, verbose: bool) -> float:
     """val_acc of the saved model on the study's validation split."""
-    folder = data.prepare_for(spec, study_file, data.resolve_data_dir(data_dir))
+    folder = data.prepare_for(spec, study_file, data.resolve_data_dir(data_dir), backends.resolve(None))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         with filtered_stderr(verbose):

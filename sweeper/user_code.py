@@ -116,15 +116,18 @@ def check_model(reference: str, folder: Path, params: dict[str, Any], arrays: di
         raise UserCodeError(f"the model from {reference} reports {sorted(logs)}; compile it with metrics=['accuracy']")
 
 
-def preflight(study_file: Path, prepared: Path | None, cache_dir: Path) -> Path:
+def preflight(study_file: Path, prepared: Path | None, cache_dir: Path, backend: str) -> Path:
     """Run the study's loader and/or a first build in a check process; the folder its trials will map.
 
-    `prepared` is the tutorial data's folder when the study has no `[data]` loader.
+    `prepared` is the tutorial data's folder when the study has no `[data]` loader. The check runs
+    on the CPU with the worker's Keras backend, before any GPU is claimed.
     """
+    from sweeper.backends import child_env
+
     cache_dir.mkdir(parents=True, exist_ok=True)
     target = Path(tempfile.mkdtemp(prefix="user-data-", dir=cache_dir)) if prepared is None else prepared
     result_dir = Path(tempfile.mkdtemp(prefix="preflight-", dir=cache_dir))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, **child_env(backend, None, 1), "TF_CPP_MIN_LOG_LEVEL": "3"}
     command = [sys.executable, "-m", "sweeper.user_code", str(study_file), str(target), str(result_dir)]
     finished = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     try:
