@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sweeper.backends import child_env
 from sweeper.errors import StudyFileError
 from sweeper.protocol import canonical_metrics
 
@@ -122,7 +124,6 @@ def preflight(study_file: Path, prepared: Path | None, cache_dir: Path, backend:
     `prepared` is the tutorial data's folder when the study has no `[data]` loader. The check runs
     on the CPU with the worker's Keras backend, before any GPU is claimed.
     """
-    from sweeper.backends import child_env
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     target = Path(tempfile.mkdtemp(prefix="user-data-", dir=cache_dir)) if prepared is None else prepared
@@ -145,8 +146,6 @@ def preflight(study_file: Path, prepared: Path | None, cache_dir: Path, backend:
 
 
 def _remove(folder: Path) -> None:
-    import shutil
-
     shutil.rmtree(folder, ignore_errors=True)
 
 
