@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-import optuna
+from optuna.distributions import CategoricalDistribution
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from sweeper._strict import Strict as _Strict
@@ -205,30 +205,28 @@ class StudySpec(_Strict):
 
     @model_validator(mode="after")
     def _report_axes_in_space(self) -> StudySpec:
-        dists = self.space.distributions()
         for key, wanted in (("x", "a number range"), ("group_by", "choices")):
             name = getattr(self.report, key)
             if name is None:
                 continue
-            dist = dists.get(name)
-            is_choices = isinstance(dist, optuna.distributions.CategoricalDistribution)
-            if dist is None or is_choices != (key == "group_by"):
-                fitting = [
-                    n
-                    for n, d in dists.items()
-                    if isinstance(d, optuna.distributions.CategoricalDistribution) == (key == "group_by")
-                ]
+            fitting = self._parameters(choices=key == "group_by")
+            if name not in fitting:
                 raise ValueError(f"report.{key} = {name!r} must name a parameter with {wanted}: {fitting}")
         return self
+
+    def _parameters(self, *, choices: bool) -> list[str]:
+        """The space's parameters with choices, or those with a number range."""
+        return [n for n, d in self.space.distributions().items() if isinstance(d, CategoricalDistribution) == choices]
 
     @model_validator(mode="after")
     def _compare_fits(self) -> StudySpec:
         if self.compare is None:
             return self
-        dist = self.space.distributions().get(self.compare.by)
-        if not isinstance(dist, optuna.distributions.CategoricalDistribution):
-            choices = [n for n, d in self.space.distributions().items() if hasattr(d, "choices")]
-            raise ValueError(f"compare.by = {self.compare.by!r} must name a parameter with choices: {choices}")
+        if self.compare.by not in self._parameters(choices=True):
+            raise ValueError(
+                f"compare.by = {self.compare.by!r} must name a parameter with choices: {self._parameters(choices=True)}"
+            )
+        dist = self.space.distributions()[self.compare.by]
         needed = len(dist.choices) * self.compare.min_trials
         if needed > self.study.budget:
             raise ValueError(
