@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeper import confirmation
 from sweeper.search import params_of
-from sweeper.studyfile import TUTORIAL_GROUPS, StudySpec
+from sweeper.studyfile import StudySpec, groups_parameter
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
@@ -56,8 +56,8 @@ def assign(study: optuna.Study, spec: StudySpec) -> None:
 
 
 def compared_parameter(study: optuna.Study) -> str:
-    """The study file's `[compare] by`, else batch normalization (the tutorial's groups)."""
-    return (study.user_attrs.get("spec", {}).get("compare") or {}).get("by", TUTORIAL_GROUPS)
+    """The groups a stored study compares: `[compare] by`, else `[report] group_by`, else batch normalization."""
+    return groups_parameter(study.user_attrs.get("spec", {}))
 
 
 def effort(study: optuna.Study, search_trials: list[FrozenTrial]) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from optuna.distributions import CategoricalDistribution
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -92,11 +92,16 @@ class Confirm(_Strict):
     seeds: Annotated[int, Field(ge=0, le=100)] = 0
     """Extra runs, each with its own training seed, of every confirmed configuration."""
     top: Annotated[int, Field(ge=0, le=100)] = 0
-    """Confirm this many of the overall best too, besides each batch normalization group's best and the baseline."""
+    """Confirm this many of the overall best too, besides each compared group's best (batch normalization on, off) and the baseline."""
 
 
 TUTORIAL_GROUPS = "batchnorm"
-"""The parameter whose values are the groups compared and confirmed when `[compare]` names none."""
+
+
+def groups_parameter(spec: dict[str, Any]) -> str:
+    """The parameter whose values are the groups compared and confirmed, from a spec as stored:
+    `[compare] by`, else the report's `[report] group_by`, else the tutorial's batch normalization."""
+    return (spec.get("compare") or {}).get("by") or (spec.get("report") or {}).get("group_by") or TUTORIAL_GROUPS
 
 
 class Compare(_Strict):
@@ -250,19 +255,9 @@ class StudySpec(_Strict):
         return self._source.parent if self._source else Path(".")
 
     @property
-    def chart_x(self) -> str | None:
-        """The parameter the regularizer chart plots against: `[report] x`, else the tutorial's dropout."""
-        return self.report.x or ("dropout" if "dropout" in self.space.params() else None)
-
-    @property
-    def chart_groups(self) -> str | None:
-        """The parameter that splits the chart into series: `[report] group_by`, else batch normalization."""
-        return self.report.group_by or ("batchnorm" if "batchnorm" in self.space.params() else None)
-
-    @property
     def groups_by(self) -> str:
-        """The parameter whose groups are compared and confirmed."""
-        return self.compare.by if self.compare else TUTORIAL_GROUPS
+        """The parameter whose groups are compared and confirmed (see `groups_parameter`)."""
+        return groups_parameter(self.model_dump(include={"compare", "report"}))
 
     def space_fingerprint(self) -> str:
         """Identifies the search space, so a worker can refuse a study created with another one."""

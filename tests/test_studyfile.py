@@ -92,3 +92,11 @@ def test_a_baseline_outside_the_search_space_is_refused(old: str, new: str, mess
     assert old in SMOKE_TEXT
     with pytest.raises(StudyFileError, match=message):
         studyfile.parse(SMOKE_TEXT.replace(old, new, 1))
+
+
+def test_the_compared_groups_are_compare_by_else_the_reports_group_by_else_batch_normalization() -> None:
+    tutorial = studyfile.load(ROOT / "studies" / "cifar10-regularization.toml")
+    digits = studyfile.load(ROOT / "studies" / "digits-mlp.toml")  # no [compare]; [report] group_by
+    smoke = studyfile.load(ROOT / "studies" / "smoke.toml")  # neither
+    assert (tutorial.groups_by, digits.groups_by, smoke.groups_by) == ("batchnorm", "activation", "batchnorm")
+    assert studyfile.groups_parameter({"compare": None, "report": {"x": None, "group_by": "units"}}) == "units"
