@@ -27,6 +27,8 @@ TARBALL = "cifar-10-python.tar.gz"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 _ARRAYS = ("x_train", "y_train", "x_val", "y_val", "mean", "std")
+USER_DATA_PREFIX = "user-data-"
+"""A worker's own folder of a `[data]` loader's arrays (`discard` removes only these)."""
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,7 @@ def prepare_for(
 
 def discard(folder: Path) -> None:
     """Remove a worker's own copy of a loader's arrays; the tutorial's shared cache stays."""
-    if folder.name.startswith("user-data-"):
+    if folder.name.startswith(USER_DATA_PREFIX):
         shutil.rmtree(folder, ignore_errors=True)
 
 

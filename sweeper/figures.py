@@ -30,10 +30,10 @@ STATE_COLORS = {
 }
 
 
-def live_figures(study: optuna.Study) -> dict[str, go.Figure]:
+def live_figures(study: optuna.Study, table: list[Row] | None = None) -> dict[str, go.Figure]:
     """What the dashboard process keeps current in each study: the regularizer and gap charts
     against `[report] x` (dropout) where there is one, progress, confirmation and the trade-off."""
-    table = rows(study)
+    table = rows(study) if table is None else table
     x, by = axes(study)
     charts = {"regularizer": regularizer_chart(table, x, by), "gap": gap_chart(table, x, by)} if x else {}
     return {
@@ -56,7 +56,7 @@ def all_figures(study: optuna.Study) -> dict[str, go.Figure]:
         if name != x and "low" in dist
     }
     extra = {"curves": learning_curves(table), "importance": importance_chart(study), "timeline": timeline_chart(table)}
-    return {**live_figures(study), **per_parameter, **extra}
+    return {**live_figures(study, table), **per_parameter, **extra}
 
 
 def _groups(table: list[Row], by: str | None) -> list[Any]:
@@ -254,7 +254,7 @@ def confirmed_chart(table: list[Row], by: str) -> go.Figure:
     figure.add_trace(
         go.Scatter(
             x=labels, y=[c["mean"] for c in confirmed], mode="markers", name="mean (95% interval)",
-            marker={"size": 12, "symbol": "diamond", "color": [_color(c["params"].get(by), groups.index(c["params"].get(by)) if c["params"].get(by) in groups else 0) for c in confirmed]},
+            marker={"size": 12, "symbol": "diamond", "color": [_color(c["params"].get(by), groups.index(c["params"].get(by))) for c in confirmed]},
             error_y={"type": "data", "array": errors, "visible": True},
         )
     )  # fmt: skip

@@ -15,6 +15,7 @@ from tabulate import tabulate
 from sweeper import figures, search, summary
 from sweeper.storage import Store
 from sweeper.urls import mask
+from sweeper.wording import on_off
 
 
 def render(study: optuna.Study, store: Store, fmt: str) -> str:
@@ -52,7 +53,7 @@ def _trial_headers(names: list[str]) -> list[str]:
 
 
 def _group_value(value: Any) -> str:
-    return ("on" if value else "off") if isinstance(value, bool) else str(value)
+    return on_off(value) if isinstance(value, bool) else str(value)
 
 
 def _models_line(content: dict[str, Any]) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from sweeper.backends import child_env
+from sweeper.data import USER_DATA_PREFIX
 from sweeper.errors import StudyFileError
 from sweeper.protocol import canonical_metrics
 
@@ -126,7 +127,7 @@ def preflight(study_file: Path, prepared: Path | None, cache_dir: Path, backend:
     """
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    target = Path(tempfile.mkdtemp(prefix="user-data-", dir=cache_dir)) if prepared is None else prepared
+    target = Path(tempfile.mkdtemp(prefix=USER_DATA_PREFIX, dir=cache_dir)) if prepared is None else prepared
     result_dir = Path(tempfile.mkdtemp(prefix="preflight-", dir=cache_dir))
     env = {**os.environ, **child_env(backend, None, 1), "TF_CPP_MIN_LOG_LEVEL": "3"}
     command = [sys.executable, "-m", "sweeper.user_code", str(study_file), str(target), str(result_dir)]
