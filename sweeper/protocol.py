@@ -38,6 +38,7 @@ class Job:
     seed: int
     jit_compile: bool | str = "auto"
     mixed_precision: bool = False
+    run_eagerly: bool = False
     model_path: str | None = None
     """Where to save the model at its best epoch (by val_acc) if the trial runs to its end."""
     builder: str | None = None

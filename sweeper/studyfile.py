@@ -46,6 +46,9 @@ class Training(_Strict):
     TensorFlow on a GPU, eager for PyTorch and for TensorFlow on a CPU)."""
     mixed_precision: bool = False
     """float16 compute with float32 weights: for GPUs with tensor cores, slower on CPUs."""
+    run_eagerly: bool = False
+    """Each step as plain Python, no compiled graph: for debugging a model (print, breakpoints), and
+    the quickest for a few dozen images, where building the graph costs more than the steps."""
 
 
 class Fleet(_Strict):

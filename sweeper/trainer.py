@@ -56,6 +56,8 @@ def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connectio
     keras.utils.set_random_seed(job.seed)
     keras.mixed_precision.set_global_policy("mixed_float16" if job.mixed_precision else "float32")
     model = _model(job, dataset)
+    if job.run_eagerly:  # else the model keeps what its builder compiled it with
+        model.run_eagerly = True
     reporter = EpochReporter(conn)
     model.fit(
         dataset.x_train,
@@ -73,6 +75,7 @@ def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connectio
     return {
         **backends.describe_device(),
         "mixed_precision": job.mixed_precision,
+        "run_eagerly": model.run_eagerly,
         "train_images": len(dataset.x_train),
         "val_images": len(dataset.x_val),
         "train_seconds": reporter.seconds,

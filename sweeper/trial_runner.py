@@ -110,7 +110,7 @@ class TrialRunner:
         model_path = str(self.keeper.path_for(trial.number)) if self.keeper else None
         job = Job(
             params, training.epochs, training.batch_size, seed, training.jit_compile, training.mixed_precision,
-            model_path, self.spec.model and self.spec.model.builder, str(self.spec.folder),
+            training.run_eagerly, model_path, self.spec.model and self.spec.model.builder, str(self.spec.folder),
         )  # fmt: skip
         self.child.start(job)
         history: dict[str, list[float]] = defaultdict(list)

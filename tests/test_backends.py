@@ -1,4 +1,5 @@
-"""Keras backends: the choice, each backend's GPU memory rules, and a real JAX sweep on this CPU."""
+"""Keras backends: the choice and each backend's GPU memory rules. Real JAX sweeps on this CPU are in
+test_user_code (a user's model) and test_benchmarks (the GPU check's tutorial CNN)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from optuna.trial import TrialState
 
 from sweeper import backends, gpus
 from sweeper.errors import SweeperError
 from tests.conftest import run_sweeper, study_file
-from tests.fleet import trials as stored_trials
 
 
 def test_backend_comes_from_the_flag_then_the_environment_then_tensorflow(monkeypatch) -> None:
@@ -61,15 +60,3 @@ def test_worker_told_to_require_a_gpu_on_a_host_without_one_exits_2(cli_env: dic
         "sweeper: error: --gpu require: no GPU found on this host (nvidia-smi lists none); use --gpu auto to allow the CPU"
     ]
     assert not (tmp_path / "sweeper.db").exists(), "nothing is written before the GPU is settled"
-
-
-def test_jax_sweep_on_the_cpu_records_backend_and_device(cli_env: dict, tmp_path: Path) -> None:
-    path = study_file(tmp_path, study={"name": "smoke-jax", "budget": 2})
-    result = run_sweeper("sweep", str(path), "--workers", "2", env={**cli_env, "KERAS_BACKEND": "jax"}, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    trials = stored_trials(f"sqlite:///{tmp_path / 'sweeper.db'}", "smoke-jax")
-    assert len(trials) == 2 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    assert {t.user_attrs["backend"] for t in trials} == {"jax"}
-    assert {t.user_attrs["device"] for t in trials} == {"cpu"}
-    assert {t.user_attrs["mixed_precision"] for t in trials} == {False}
-    assert len({t.user_attrs["worker"] for t in trials}) == 2

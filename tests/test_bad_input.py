@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from sweeper import cli, storage, studyfile, urls
 from sweeper.errors import StudyFileError, SweeperError
 from sweeper.fleet import open_study
-from tests.conftest import FIXTURE_DATA, ROOT, _fresh_database, run_sweeper, study_file, sweeper_command
+from tests.conftest import FIXTURE_DATA, QUICK_TRAINING, ROOT, _fresh_database, run_sweeper, study_file, sweeper_command
 from tests.fleet import trials, wait_for
 from tests.pgserver import ThrowawayPostgres
 
@@ -267,7 +267,7 @@ def test_nan_loss_ends_the_trial_after_one_epoch_and_the_sweep_goes_on(
     path = study_file(
         tmp_path, study={"name": "exploding", "budget": 2},
         space={"dropout": {"low": 0.2, "high": 0.5}, "batchnorm": {"choices": [False]}, "learning_rate": {"low": 1e39, "high": 1e40, "log": True}},
-        baselines=[], pruner={"type": "none"}, training={"max_train_images": 100, "epochs": 3},
+        baselines=[], pruner={"type": "none"}, training={**QUICK_TRAINING, "epochs": 3},
     )  # fmt: skip
     result = run_sweeper("worker", str(path), "--storage", pg_url, env=cli_env)
     assert result.returncode == 0, result.stderr
@@ -299,7 +299,7 @@ def test_cli_mistakes(args: list[str], message: str, populated: str, cli_env: di
 
 def test_passwords_never_shown(password_pg: ThrowawayPostgres, cli_env: dict, tmp_path: Path) -> None:
     secret = password_pg.password
-    path = study_file(tmp_path, study={"name": "secret", "budget": 1}, training={"max_train_images": 100})
+    path = study_file(tmp_path, study={"name": "secret", "budget": 1}, training=QUICK_TRAINING)
     outputs = []
     runs = [
         ("worker", str(path), "--storage", password_pg.url),

@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from sweeper import gpus
-from tests.conftest import study_file, sweeper_command
+from sweeper import cli, gpus
+from tests.conftest import QUICK_TRAINING, study_file
 from tests.fleet import FINISHED, WorkerProcess, assert_exact_budget, running_trial_of, trials, wait_for
 
 FAST = {"max_train_images": 100}  # 70 training images: a trial is mostly TensorFlow's tracing
@@ -29,9 +29,9 @@ def _fleet_study(tmp_path: Path, name: str, budget: int, **fleet: object) -> Pat
 
 
 @pytest.mark.parametrize("throwaway_pg", [{"max_connections": 20}], indirect=True)
-def test_four_workers_meet_the_budget_exactly_within_max_connections(throwaway_pg, cli_env, tmp_path) -> None:
+def test_four_workers_meet_the_budget_exactly_within_max_connections(throwaway_pg, cli_env, tmp_path, capsys) -> None:
     url = throwaway_pg.url
-    path = _fleet_study(tmp_path, "four", 12)
+    path = study_file(tmp_path, study={"name": "four", "budget": 8}, training=QUICK_TRAINING)
     workers = [WorkerProcess(path, url, cli_env, tmp_path) for _ in range(4)]
     peak = 0
     engine = sqlalchemy.create_engine(
@@ -39,20 +39,21 @@ def test_four_workers_meet_the_budget_exactly_within_max_connections(throwaway_p
     )
     count = sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
     while any(w.process.poll() is None for w in workers):
-        # a report reading the study in a loop, as a watching user would
-        subprocess.run(sweeper_command("studies", "--storage", url), env=cli_env, capture_output=True, timeout=60)
+        assert cli.main(["studies", "--storage", url]) == 0  # a user watching the study in a loop
         with engine.connect() as connection:
             peak = max(peak, connection.execute(count).scalar())
-        time.sleep(2)
+        time.sleep(1)
     engine.dispose()
+    assert "four" in capsys.readouterr().out
     codes = [w.wait() for w in workers]
     logs = "\n".join(w.log() for w in workers)
     assert codes == [0, 0, 0, 0], logs
     assert "too many clients" not in logs and "Traceback" not in logs
     assert peak < 20 - 3  # max_connections less PostgreSQL's reserved superuser slots
-    finished = [t for t in assert_exact_budget(url, "four", 12) if t.state in FINISHED]
+    finished = [t for t in assert_exact_budget(url, "four", 8) if t.state in FINISHED]
     assert len({t.user_attrs["worker"] for t in finished}) >= 2
-    assert logs.count("started:") >= 12 and "[12/12 finished]" in logs
+    assert {t.user_attrs["run_eagerly"] for t in finished} == {True}
+    assert logs.count("started:") >= 8 and "[8/8 finished]" in logs
 
 
 def test_killed_worker_trial_fails_and_is_retried_with_the_same_params(pg_url, cli_env, tmp_path) -> None:
@@ -128,7 +129,7 @@ def _rss_kib(pid: int) -> int:
 def test_worker_memory_does_not_grow_with_trials(pg_url, cli_env, tmp_path) -> None:
     path = study_file(
         tmp_path, study={"name": "memory", "budget": 12},
-        training={"max_train_images": 10, "epochs": 1}, pruner={"type": "none"}, fleet={"trials_per_child": 25},
+        training={"max_train_images": 10, "epochs": 1, "run_eagerly": True}, pruner={"type": "none"}, fleet={"trials_per_child": 25},
     )  # fmt: skip
     worker = WorkerProcess(path, pg_url, cli_env, tmp_path)
     rss: dict[int, int] = {}

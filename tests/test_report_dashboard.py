@@ -24,7 +24,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeper import storage, urls
-from tests.conftest import ROOT, _fresh_database, http_status, run_sweeper, study_file, sweeper_command
+from tests.conftest import QUICK_TRAINING, ROOT, _fresh_database, http_status, run_sweeper, study_file, sweeper_command
 from tests.fleet import FINISHED, trials, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -42,7 +42,7 @@ def filled(
     tmp = tmp_path_factory.mktemp("report")
     env.update(SWEEPER_DATA_DIR=str(FIXTURE_DATA), SWEEPER_CACHE_DIR=str(cache_dir))
     env.update(SWEEPER_ARTIFACTS=f"file://{tmp / 'models'}")
-    path = study_file(tmp, study={"name": "reported", "budget": 4})
+    path = study_file(tmp, study={"name": "reported", "budget": 4}, training=QUICK_TRAINING)
     for url in _fresh_database(pg_server):
         result = run_sweeper("worker", str(path), "--storage", url, "--n-trials", "3", env=env)
         assert result.returncode == 0, result.stderr

@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sweeper import storage, studyfile
-from tests.conftest import ROOT, run_sweeper, study_file, sweeper_command
+from tests.conftest import QUICK_TRAINING, ROOT, run_sweeper, study_file, sweeper_command
 from tests.fleet import trials as stored_trials
 
 SMOKE = ROOT / "studies" / "smoke.toml"
@@ -55,6 +55,7 @@ def test_two_workers_from_two_shells_fill_one_study_on_postgresql(pg_url: str, c
         assert len(history["val_acc"]) == len(trial.intermediate_values)
         assert trial.value == max(history["val_acc"]) == trial.user_attrs["best_val_acc"]
         assert trial.user_attrs["images_per_second"] > 0
+        assert trial.user_attrs["run_eagerly"] is False  # the shipped study trains a compiled graph
     baselines = [t for t in trials if t.user_attrs.get("baseline")]
     assert len(baselines) == 1
     assert baselines[0].params == spec.baselines[0]
@@ -85,7 +86,7 @@ def test_baseline_enqueued_once_when_workers_start_together(pg_url: str) -> None
 
 def test_pruned_trial_keeps_its_intermediate_values(pg_url: str, cli_env: dict, tmp_path: Path) -> None:
     path = study_file(
-        tmp_path, study={"name": "always-pruned", "budget": 1},
+        tmp_path, study={"name": "always-pruned", "budget": 1}, training=QUICK_TRAINING,
         pruner={"type": "threshold", "lower": 1.01, "n_warmup_steps": 0},
     )  # fmt: skip
     result = run_sweeper("worker", str(path), "--storage", pg_url, env=cli_env)
@@ -99,7 +100,7 @@ def test_pruned_trial_keeps_its_intermediate_values(pg_url: str, cli_env: dict, 
 
 
 def test_sweep_on_the_embedded_sqlite_default(cli_env: dict, tmp_path: Path) -> None:
-    path = study_file(tmp_path, study={"name": "smoke-sqlite", "budget": 3})
+    path = study_file(tmp_path, study={"name": "smoke-sqlite", "budget": 3}, training=QUICK_TRAINING)
     result = run_sweeper("sweep", str(path), "--workers", "2", env=cli_env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "sweeper.db").is_file()
@@ -123,7 +124,7 @@ def test_sweep_on_the_embedded_sqlite_default(cli_env: dict, tmp_path: Path) -> 
 
 
 def test_sweep_on_a_terminal_shows_each_workers_epochs_and_an_eta(cli_env: dict, tmp_path: Path) -> None:
-    path = study_file(tmp_path, study={"name": "smoke-live", "budget": 3})
+    path = study_file(tmp_path, study={"name": "smoke-live", "budget": 3}, training=QUICK_TRAINING)
     screen = _run_on_a_terminal(sweeper_command("sweep", str(path), "--workers", "2"), cli_env, tmp_path)
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)  # the redraws' cursor moves
     worker_rows = re.findall(r"^(\S+:\d+) +\d+ +dropout=\S+ batchnorm=\S+ learning_rate=\S+ +(\d)/2 ", text, re.M)

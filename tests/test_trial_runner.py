@@ -93,8 +93,8 @@ def test_pruning_only_where_it_can_decide_matches_asking_after_every_epoch(
     url: str, tmp_path: Path, pruner: dict
 ) -> None:
     spec = _spec(pruner)
-    ours = _sweeper_side(url, spec, 24)
-    plain = _optuna_side(24, tmp_path, spec)
+    ours = _sweeper_side(url, spec, 15)
+    plain = _optuna_side(15, tmp_path, spec)
     assert ours == plain
     assert any(epoch < EPOCHS for epoch in ours.values()), "the curves should make the pruner stop some trials"
     stored = optuna.load_study(study_name=SPEC.name, storage=urls.resolve_url(url)).get_trials()

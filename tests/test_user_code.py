@@ -103,7 +103,7 @@ def test_a_users_model_and_data_run_on_two_workers_and_the_report_names_the_best
     assert result.returncode == 0, result.stderr
     finished = [t for t in assert_exact_budget(pg_url, "mine", 4) if t.state == TrialState.COMPLETE]
     best = max(finished, key=lambda t: t.value)
-    assert {t.user_attrs["backend"] for t in finished} == {"jax"}
+    assert {(t.user_attrs["backend"], t.user_attrs["device"]) for t in finished} == {("jax", "cpu")}
     assert best.value > 0.3 and len({t.user_attrs["worker"] for t in trials(pg_url, "mine")}) == 2
     report = run_sweeper("report", "mine", "--storage", pg_url, "-f", "json", env=cli_env)
     content = json.loads(report.stdout)
