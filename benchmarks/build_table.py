@@ -58,22 +58,32 @@ def main() -> None:
         "--minutes", type=float, default=float("inf"), help="stop starting new configurations after this long"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="2 configurations, 2 epochs, on the committed slice (a smoke check)"
+        "--quick",
+        action="store_true",
+        help="2 configurations, 2 epochs, on 300 images of the committed slice (a smoke check)",
     )
     args = parser.parse_args()
-    import keras
+    todo = [config for config in grid(args.quick) if _key(config) not in done(args.table)]
+    if todo:
+        _train(todo, args)
+    print(f"{len(done(args.table))}/{len(grid(args.quick))} configurations in {args.table}")
+
+
+def _train(todo: list[dict], args: argparse.Namespace) -> None:
+    """Append each configuration's curves to the table as soon as it is trained."""
+    import keras  # only when there is something to train: a finished table answers at once
 
     from sweeper.model import build_model
 
     folder = FIXTURE if args.quick else data_dir()
     epochs = 2 if args.quick else args.epochs
     x_train, y_train, _, _ = data.load_raw(folder, Path(os.environ.get("TMPDIR", "/tmp")))
-    dataset = data.prepare_arrays(x_train, y_train, Training())
+    dataset = data.prepare_arrays(x_train, y_train, Training(max_train_images=300 if args.quick else None))
     deadline = time.monotonic() + args.minutes * 60
     args.table.parent.mkdir(parents=True, exist_ok=True)
-    for config in grid(args.quick):
-        if _key(config) in done(args.table) or time.monotonic() > deadline:
-            continue
+    for config in todo:
+        if time.monotonic() > deadline:
+            break
         keras.utils.set_random_seed(SEED)
         model = build_model(config["dropout"], config["batchnorm"], config["learning_rate"], jit_compile=False)
         started = time.perf_counter()
@@ -89,7 +99,6 @@ def main() -> None:
             f.write(json.dumps(line) + "\n")
         print(f"{config} best val_acc {max(line['val_acc']):.4f} in {line['seconds']:.0f}s", flush=True)
         keras.backend.clear_session()
-    print(f"{len(done(args.table))}/{len(grid(args.quick))} configurations in {args.table}")
 
 
 if __name__ == "__main__":

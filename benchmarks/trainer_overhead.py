@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="2 epochs on 300 images instead of 30 on the whole subset (proves the script runs)",
+        help="2 epochs on 100 images instead of 30 on the whole subset (proves the script runs)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="rounds of A, then B once per trial count")
     parser.add_argument("--epochs", type=int, help="epochs per run (default 2 quick, 30 full)")
@@ -108,7 +108,7 @@ def main() -> None:
     )
     parser.add_argument("--trials-per-child", type=int, help="override the study's trials_per_child for B")
     args = parser.parse_args()
-    epochs, images = (2, 300) if args.quick else (30, 0)
+    epochs, images = (2, 100) if args.quick else (30, 0)
     epochs = args.epochs or epochs
     folder = data_dir()
     runs = []
