@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy
 import tomli_w
 
+from sweeper import cli
 from tests.pgserver import ThrowawayPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +113,14 @@ def run_sweeper(
     *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
     return subprocess.run(sweeper_command(*args), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def sweeper_main(capsys: pytest.CaptureFixture, *args: str) -> subprocess.CompletedProcess:
+    """`sweeper ARGS` in this process, for commands where a subprocess would prove nothing more."""
+    capsys.readouterr()  # what the test printed before is not the command's
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["sweeper", *args], code, out, err)
 
 
 def study_file(tmp_path: Path, base: str = "smoke", **sections: dict) -> Path:

@@ -21,7 +21,16 @@ from hypothesis import HealthCheck, given, settings
 from sweeper import cli, storage, studyfile, urls
 from sweeper.errors import StudyFileError, SweeperError
 from sweeper.fleet import open_study
-from tests.conftest import FIXTURE_DATA, QUICK_TRAINING, ROOT, _fresh_database, run_sweeper, study_file, sweeper_command
+from tests.conftest import (
+    FIXTURE_DATA,
+    QUICK_TRAINING,
+    ROOT,
+    _fresh_database,
+    run_sweeper,
+    study_file,
+    sweeper_command,
+    sweeper_main,
+)
 from tests.fleet import trials, wait_for
 from tests.pgserver import ThrowawayPostgres
 
@@ -259,7 +268,7 @@ def test_download_impossible_without_a_data_dir(cli_env: dict, tmp_path: Path) -
 
 
 def test_nan_loss_ends_the_trial_after_one_epoch_and_the_sweep_goes_on(
-    pg_url: str, cli_env: dict, tmp_path: Path
+    pg_url: str, cli_env: dict, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     # A learning rate beyond float32's range is inf to the optimizer, so the first step turns the
     # weights into inf/NaN on any machine (a merely huge rate can leave every ReLU dead and the
@@ -276,7 +285,7 @@ def test_nan_loss_ends_the_trial_after_one_epoch_and_the_sweep_goes_on(
     for trial in finished:
         assert re.fullmatch(r"loss became (nan|inf|-inf) at epoch 1", trial.user_attrs["prune_reason"])
         assert len(trial.user_attrs["history"]["loss"]) == 1
-    report = run_sweeper("report", "exploding", "--storage", pg_url, "-f", "json", env=cli_env)
+    report = sweeper_main(capsys, "report", "exploding", "--storage", pg_url, "-f", "json")
     assert '"nonfinite_loss_trials": 2' in report.stdout
 
 

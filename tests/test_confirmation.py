@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from optuna.trial import TrialState
 
 from sweeper import confirmation
-from tests.conftest import run_sweeper, study_file
+from tests.conftest import study_file, sweeper_main
 from tests.fleet import FINISHED, WorkerProcess, assert_exact_budget, trials, wait_for
 
 BUDGET = 4
 
 
 def test_confirmation_runs_each_winner_again_and_the_total_stays_exact_through_a_kill(
-    pg_url: str, cli_env: dict, tmp_path: Path
+    pg_url: str, cli_env: dict, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     path = study_file(
         tmp_path,
@@ -49,7 +50,7 @@ def test_confirmation_runs_each_winner_again_and_the_total_stays_exact_through_a
     runs = [t for t in stored if confirmation.is_confirmation(t.user_attrs) and t.state in FINISHED]
     assert all(t.state == TrialState.COMPLETE for t in runs)
 
-    report = run_sweeper("report", "confirm", "--storage", pg_url, "-f", "json", env=cli_env)
+    report = sweeper_main(capsys, "report", "confirm", "--storage", pg_url, "-f", "json")
     confirmed = json.loads(report.stdout)["confirmed"]
     assert confirmed and all(len(c["values"]) == 3 for c in confirmed)  # the original run and 2 seeds
     for entry in confirmed:

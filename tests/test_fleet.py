@@ -19,12 +19,11 @@ from sweeper import cli, gpus
 from tests.conftest import QUICK_TRAINING, study_file
 from tests.fleet import FINISHED, WorkerProcess, assert_exact_budget, running_trial_of, trials, wait_for
 
-FAST = {"max_train_images": 100}  # 70 training images: a trial is mostly TensorFlow's tracing
-
 
 def _fleet_study(tmp_path: Path, name: str, budget: int, **fleet: object) -> Path:
+    """Quick trials; a worker's first still lasts through its training child's start, long enough to catch."""
     return study_file(
-        tmp_path, study={"name": name, "budget": budget}, training=FAST, **({"fleet": fleet} if fleet else {})
+        tmp_path, study={"name": name, "budget": budget}, training=QUICK_TRAINING, **({"fleet": fleet} if fleet else {})
     )
 
 

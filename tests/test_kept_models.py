@@ -35,10 +35,20 @@ def swept(
         SWEEPER_CACHE_DIR=str(cache_dir),
         SWEEPER_ARTIFACTS=f"file://{tmp / 'models'}",
     )
-    path = study_file(tmp, study={"name": "kept", "budget": 4}, artifacts={"keep_top": 2}, pruner={"type": "none"})
+    path = study_file(
+        tmp,
+        study={"name": "kept", "budget": 4},
+        artifacts={"keep_top": 2},
+        pruner={"type": "none"},
+        training={"max_train_images": 100},
+    )
     for url in _fresh_database(pg_server):
         result = run_sweeper("sweep", str(path), "--workers", "2", "--storage", url, env=env)
         assert result.returncode == 0, result.stderr
+        # Not a terminal: plain log lines, one per epoch, and none of TensorFlow's start-up noise.
+        log = result.stderr
+        assert re.search(r"trial \d+ epoch 1/2 val_acc=0\.\d{4} best=0\.\d{4} \d+\.\ds/epoch", log), log
+        assert "oneDNN" not in log and "absl" not in log and "\x1b" not in log, log
         yield url, env, tmp / "models"
 
 

@@ -24,7 +24,16 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeper import storage, urls
-from tests.conftest import QUICK_TRAINING, ROOT, _fresh_database, http_status, run_sweeper, study_file, sweeper_command
+from tests.conftest import (
+    QUICK_TRAINING,
+    ROOT,
+    _fresh_database,
+    http_status,
+    run_sweeper,
+    study_file,
+    sweeper_command,
+    sweeper_main,
+)
 from tests.fleet import FINISHED, trials, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -49,9 +58,9 @@ def filled(
         yield url, path, env
 
 
-def test_json_report_matches_the_trials(filled) -> None:
+def test_json_report_matches_the_trials(filled, capsys) -> None:
     url, _, env = filled
-    result = run_sweeper("report", "reported", "--storage", url, "-f", "json", env=env)
+    result = sweeper_main(capsys, "report", "reported", "--storage", url, "-f", "json")
     assert result.returncode == 0, result.stderr
     content = json.loads(result.stdout)
     stored = [t for t in trials(url, "reported") if t.state in FINISHED]
@@ -67,9 +76,9 @@ def test_json_report_matches_the_trials(filled) -> None:
     assert {"study", "storage", "budget", "counts", "best", "baseline", "top", "regularizers", "answer"} <= set(content)
 
 
-def test_table_report_answers_the_question(filled) -> None:
+def test_table_report_answers_the_question(filled, capsys) -> None:
     url, _, env = filled
-    result = run_sweeper("report", "reported", "--storage", url, env=env)
+    result = sweeper_main(capsys, "report", "reported", "--storage", url)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert (
@@ -81,9 +90,9 @@ def test_table_report_answers_the_question(filled) -> None:
         assert heading in out
 
 
-def test_csv_report_has_one_row_per_trial(filled) -> None:
+def test_csv_report_has_one_row_per_trial(filled, capsys) -> None:
     url, _, env = filled
-    result = run_sweeper("report", "reported", "--storage", url, "-f", "csv", env=env)
+    result = sweeper_main(capsys, "report", "reported", "--storage", url, "-f", "csv")
     assert result.returncode == 0, result.stderr
     table = list(csv.DictReader(io.StringIO(result.stdout)))
     stored = trials(url, "reported")
@@ -102,10 +111,10 @@ def test_csv_report_has_one_row_per_trial(filled) -> None:
     assert json.loads(table[0]["history"])["val_acc"] == stored[0].user_attrs["history"]["val_acc"]
 
 
-def test_html_report_is_self_contained_with_every_figure(filled, tmp_path) -> None:
+def test_html_report_is_self_contained_with_every_figure(filled, tmp_path, capsys) -> None:
     url, _, env = filled
     out = tmp_path / "report.html"
-    result = run_sweeper("report", "reported", "--storage", url, "-f", "html", "--out", str(out), env=env)
+    result = sweeper_main(capsys, "report", "reported", "--storage", url, "-f", "html", "--out", str(out))
     assert result.returncode == 0, result.stderr
     page = out.read_text()
     for name in (
@@ -123,15 +132,15 @@ def test_html_report_is_self_contained_with_every_figure(filled, tmp_path) -> No
     assert "<script src=" not in page and "Plotly.newPlot" in page and len(page) > 3_000_000  # plotly.js inline
 
 
-def test_unknown_study_lists_the_existing_ones(filled) -> None:
+def test_unknown_study_lists_the_existing_ones(filled, capsys) -> None:
     url, _, env = filled
-    result = run_sweeper("report", "no-such-study", "--storage", url, env=env)
+    result = sweeper_main(capsys, "report", "no-such-study", "--storage", url)
     assert result.returncode == 2
     assert "no study named 'no-such-study'" in result.stderr and "reported" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_empty_and_failed_only_studies_get_clear_messages(filled) -> None:
+def test_empty_and_failed_only_studies_get_clear_messages(filled, capsys) -> None:
     from sweeper import fleet, storage, studyfile
 
     url, path, env = filled
@@ -159,11 +168,11 @@ def test_empty_and_failed_only_studies_get_clear_messages(filled) -> None:
             intermediate_values={1: 0.11},
         )
     )
-    empty = run_sweeper("report", "empty", "--storage", url, env=env)
+    empty = sweeper_main(capsys, "report", "empty", "--storage", url)
     assert empty.returncode == 0 and "No finished trials yet" in empty.stdout, empty.stderr
-    only = run_sweeper("report", "failed-only", "--storage", url, "-f", "html", "--out", os.devnull, env=env)
+    only = sweeper_main(capsys, "report", "failed-only", "--storage", url, "-f", "html", "--out", os.devnull)
     assert only.returncode == 0 and "Traceback" not in only.stderr, only.stderr
-    table = run_sweeper("report", "failed-only", "--storage", url, env=env)
+    table = sweeper_main(capsys, "report", "failed-only", "--storage", url)
     assert table.returncode == 0 and "1 fail" in table.stdout and "1 pruned" in table.stdout
 
 

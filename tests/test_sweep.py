@@ -27,10 +27,11 @@ TRIAL_ATTRS = {
 }  # fmt: skip
 
 
-def test_two_workers_from_two_shells_fill_one_study_on_postgresql(pg_url: str, cli_env: dict) -> None:
-    spec = studyfile.load(SMOKE)
+def test_two_workers_from_two_shells_fill_one_study_on_postgresql(pg_url: str, cli_env: dict, tmp_path: Path) -> None:
+    path = study_file(tmp_path, study={"budget": 4}, training={"max_train_images": 100})  # a compiled graph, as shipped
+    spec = studyfile.load(path)
     workers = [
-        subprocess.Popen(sweeper_command("worker", str(SMOKE), "--storage", pg_url), env=cli_env,
+        subprocess.Popen(sweeper_command("worker", str(path), "--storage", pg_url), env=cli_env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for _ in range(2)
     ]  # fmt: skip
@@ -99,31 +100,7 @@ def test_pruned_trial_keeps_its_intermediate_values(pg_url: str, cli_env: dict, 
     assert len(trial.user_attrs["history"]["val_acc"]) == 1
 
 
-def test_sweep_on_the_embedded_sqlite_default(cli_env: dict, tmp_path: Path) -> None:
-    path = study_file(tmp_path, study={"name": "smoke-sqlite", "budget": 3}, training=QUICK_TRAINING)
-    result = run_sweeper("sweep", str(path), "--workers", "2", env=cli_env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "sweeper.db").is_file()
-    assert "smoke-sqlite" in result.stdout
-    url = f"sqlite:///{tmp_path / 'sweeper.db'}"
-    trials = stored_trials(url, "smoke-sqlite")
-    assert len(trials) == 3
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    assert all(math.isfinite(t.value) and 0 < t.value <= 1 for t in trials)
-    # Not a terminal: plain log lines, one per epoch, and none of TensorFlow's start-up noise.
-    log = result.stderr
-    assert re.search(r"trial \d+ epoch 1/2 val_acc=0\.\d{4} best=0\.\d{4} \d+\.\ds/epoch", log), log
-    assert "oneDNN" not in log and "absl" not in log and "\x1b" not in log, log
-    # Stock Optuna names the study's metric.
-    assert optuna.load_study(study_name="smoke-sqlite", storage=url).metric_names == ["val_acc"]
-    listed = subprocess.run(
-        [str(Path(sys.executable).with_name("optuna")), "trials", "--study-name", "smoke-sqlite", "--storage", url,
-         "-f", "json"], capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    assert all("val_acc" in trial["value"] for trial in json.loads(listed.stdout))
-
-
-def test_sweep_on_a_terminal_shows_each_workers_epochs_and_an_eta(cli_env: dict, tmp_path: Path) -> None:
+def test_sweep_on_a_terminal_on_the_embedded_sqlite_default(cli_env: dict, tmp_path: Path) -> None:
     path = study_file(tmp_path, study={"name": "smoke-live", "budget": 3}, training=QUICK_TRAINING)
     screen = _run_on_a_terminal(sweeper_command("sweep", str(path), "--workers", "2"), cli_env, tmp_path)
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)  # the redraws' cursor moves
@@ -132,6 +109,18 @@ def test_sweep_on_a_terminal_shows_each_workers_epochs_and_an_eta(cli_env: dict,
     assert re.search(r"study smoke-live: \d/3 finished, \d pruned, .* \| ETA \d+m\d\ds at most \|", text), text
     assert "trial 0 started" in text and "oneDNN" not in text  # log lines scroll above the view
     assert "smoke-live" in text.rsplit("study smoke-live:", 1)[-1]  # the final table
+
+    url = f"sqlite:///{tmp_path / 'sweeper.db'}"  # no --storage: the embedded default in the working folder
+    trials = stored_trials(url, "smoke-live")
+    assert len(trials) == 3 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert all(math.isfinite(t.value) and 0 < t.value <= 1 for t in trials)
+    # Stock Optuna names the study's metric.
+    assert optuna.load_study(study_name="smoke-live", storage=url).metric_names == ["val_acc"]
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("optuna")), "trials", "--study-name", "smoke-live", "--storage", url,
+         "-f", "json"], capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert all("val_acc" in trial["value"] for trial in json.loads(listed.stdout))
 
 
 def _run_on_a_terminal(command: list[str], env: dict, cwd: Path, timeout: float = 300) -> str:

@@ -18,9 +18,12 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data.prepare(FIXTURE_DATA, Training(max_train_images=200), tmp_path_factory.mktemp("cache"))
 
 
-def _train(process: TrainingProcess, batch_size: int, epochs: int = 1) -> tuple[int, dict, list[float]]:
+def _train(
+    process: TrainingProcess, batch_size: int, epochs: int = 1, eager: bool = False
+) -> tuple[int, dict, list[float]]:
     """One trial; the child's PID, its summary and the val_acc of each epoch."""
-    process.start(Job({"dropout": 0.2, "batchnorm": True, "learning_rate": 1e-3}, epochs, batch_size, seed=1))
+    params = {"dropout": 0.2, "batchnorm": True, "learning_rate": 1e-3}
+    process.start(Job(params, epochs, batch_size, seed=1, run_eagerly=eager))
     pid, val_acc = process.pid, []
     while True:
         message = process.receive(timeout=120)
@@ -34,7 +37,7 @@ def _train(process: TrainingProcess, batch_size: int, epochs: int = 1) -> tuple[
 def test_warm_child_serves_trials_per_child_trials_with_a_fresh_childs_results(prepared: Path) -> None:
     process = TrainingProcess(prepared, trials_per_child=2, child_growth_mb=4096)
     try:
-        runs = [_train(process, 32, epochs=2) for _ in range(3)]
+        runs = [_train(process, 32, epochs=2, eager=True) for _ in range(3)]
     finally:
         process.close()
     (first, _, curve), (second, _, warm_curve), (third, _, fresh_curve) = runs

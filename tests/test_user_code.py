@@ -13,7 +13,7 @@ import tomli_w
 from optuna.trial import TrialState
 
 from sweeper import cli, studyfile, urls
-from tests.conftest import ROOT, run_sweeper
+from tests.conftest import ROOT, run_sweeper, sweeper_main
 from tests.fleet import assert_exact_budget, trials
 
 MODULE = """
@@ -95,7 +95,7 @@ def test_the_example_study_files_validate(name: str) -> None:
 
 
 def test_a_users_model_and_data_run_on_two_workers_and_the_report_names_the_best(
-    pg_url: str, cli_env: dict, tmp_path: Path
+    pg_url: str, cli_env: dict, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     path = _study(tmp_path)
     # JAX: the check process and the training children take the backend the sweep was given
@@ -105,18 +105,16 @@ def test_a_users_model_and_data_run_on_two_workers_and_the_report_names_the_best
     best = max(finished, key=lambda t: t.value)
     assert {(t.user_attrs["backend"], t.user_attrs["device"]) for t in finished} == {("jax", "cpu")}
     assert best.value > 0.3 and len({t.user_attrs["worker"] for t in trials(pg_url, "mine")}) == 2
-    report = run_sweeper("report", "mine", "--storage", pg_url, "-f", "json", env=cli_env)
+    report = sweeper_main(capsys, "report", "mine", "--storage", pg_url, "-f", "json")
     content = json.loads(report.stdout)
     assert content["best"]["params"] == best.params
     assert set(content["parameters"]) == {"units", "activation", "learning_rate"}
     assert f"units {best.params['units']}" in content["answer"] and {
         r["activation"] for r in content["regularizers"]
     } == {"relu", "tanh"}
-    text = run_sweeper("report", "mine", "--storage", pg_url, env=cli_env).stdout
+    text = sweeper_main(capsys, "report", "mine", "--storage", pg_url).stdout
     assert "activation" in text and "units" in text and "Traceback" not in text
-    html = run_sweeper(
-        "report", "mine", "--storage", pg_url, "-f", "html", "--out", str(tmp_path / "r.html"), env=cli_env
-    )
+    html = sweeper_main(capsys, "report", "mine", "--storage", pg_url, "-f", "html", "--out", str(tmp_path / "r.html"))
     assert html.returncode == 0 and 'data-figure="regularizer"' in (tmp_path / "r.html").read_text()
 
 
