@@ -20,7 +20,7 @@ import yaml
 from optuna.trial import TrialState
 
 from sweeper import studyfile
-from tests.conftest import FIXTURE_DATA, ROOT
+from tests.conftest import FIXTURE_DATA, QUICK_TRAINING, ROOT, study_file
 from tests.fleet import assert_exact_budget, trials
 from tests.pgbouncer import PGBOUNCER, PgBouncer, own_database, server_connections
 
@@ -136,8 +136,9 @@ def bouncer(pg_url: str) -> Iterator[PgBouncer]:
     pooler.stop()
 
 
-def as_process(container: dict, bouncer: PgBouncer, secrets_dir: Path, study: str) -> tuple[list[str], dict]:
-    """The container's args and env, with the cluster's names mapped to this machine's."""
+def as_process(container: dict, bouncer: PgBouncer, secrets_dir: Path, study: Path) -> tuple[list[str], dict]:
+    """The container's args and env, with the cluster's names mapped to this machine's (and its study
+    file to `study`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWEEPER_")}
     env.update(SWEEPER_DATA_DIR=str(FIXTURE_DATA), PYTHONUNBUFFERED="1")
     for item in container["env"]:
@@ -147,11 +148,8 @@ def as_process(container: dict, bouncer: PgBouncer, secrets_dir: Path, study: st
         value = value.replace("pgbouncer:6432/sweeper", f"127.0.0.1:{bouncer.port}/{bouncer.database}")
         value = value.replace("file:///models", f"file://{secrets_dir.parent / 'models'}")
         env[item["name"]] = value.replace("/run/secrets/sweeper", str(secrets_dir))
-    args = [
-        a.replace("/studies/cifar10-regularization.toml", str(ROOT / "studies" / f"{study}.toml"))
-        for a in container["args"]
-    ]
-    args = [study if a == "cifar10-regularization" else a for a in args]
+    args = [a.replace("/studies/cifar10-regularization.toml", str(study)) for a in container["args"]]
+    args = [study.stem if a == "cifar10-regularization" else a for a in args]
     return [sys.executable, "-m", "sweeper", *args], env
 
 
@@ -161,7 +159,8 @@ def test_rendered_workers_and_report_run_through_pgbouncer(bouncer: PgBouncer, p
     secrets_dir.mkdir()
     (secrets_dir / "postgres-password").write_text(PASSWORD + "\n")
     worker = by_name(resources, "Job", "sweeper-workers")["spec"]["template"]["spec"]["containers"][0]
-    command, env = as_process(worker, bouncer, secrets_dir, "smoke")
+    study = study_file(tmp_path, study={"name": "smoke", "budget": 6}, training=QUICK_TRAINING)
+    command, env = as_process(worker, bouncer, secrets_dir, study)
     url = bouncer.url.replace("@", f":{PASSWORD}@")
 
     logs = [(tmp_path / f"worker-{i}.log").open("w") for i in range(3)]
@@ -186,7 +185,7 @@ def test_rendered_workers_and_report_run_through_pgbouncer(bouncer: PgBouncer, p
     assert 1 <= len(list((tmp_path / "models").iterdir())) <= 5, "the best models, kept on the shared volume"
 
     report = by_name(resources, "Job", "sweeper-report")["spec"]["template"]["spec"]["containers"][0]
-    command, env = as_process(report, bouncer, secrets_dir, "smoke")
+    command, env = as_process(report, bouncer, secrets_dir, study)
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "budget 6 finished" in result.stdout and "Best val_acc" in result.stdout
