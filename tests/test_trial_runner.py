@@ -16,7 +16,7 @@ from sweeper.trial_runner import should_stop
 from tests.conftest import ROOT
 
 SPEC = studyfile.load(ROOT / "studies" / "cifar10-regularization.toml")
-EPOCHS = 30
+EPOCHS = 20
 PRUNERS = {
     "hyperband": {"type": "hyperband", "min_resource": 3, "reduction_factor": 3},
     "asha": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 3},
