@@ -88,11 +88,11 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="checkpoints at 10 and 40 trials instead of 100 and 1000 (proves the script runs)",
+        help="checkpoints at 5 and 20 trials instead of 100 and 1000 (proves the script runs)",
     )
     args = parser.parse_args()
-    small, large = (10, 40) if args.quick else (100, 1000)
-    window = 5 if args.quick else 20
+    small, large = (5, 20) if args.quick else (100, 1000)
+    window = 4 if args.quick else 20
     spec = studyfile.load(ROOT / "studies" / "cifar10-regularization.toml")
     spec = search_mechanics(spec, study=spec.study.model_copy(update={"budget": large + window}))
     epochs = spec.training.epochs
