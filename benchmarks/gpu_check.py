@@ -6,7 +6,7 @@ Two parts, because the GPU machine has no internet and no TensorFlow:
     python -m benchmarks.gpu_check run --out DIR   # there: the sweeps, then DIR/gpu_check.json
 
 `pack` prints the exact command to run on the GPU machine. `run --cpu` does the same sweeps on a
-CPU with 100 images: the test of this script. Each packing is one `sweeper sweep` of
+CPU with 100 images and one trial per worker: the test of this script. Each packing is one `sweeper sweep` of
 `studies/gpu-check.toml` on SQLite with `--gpu require` (`--gpu none` with --cpu), K workers
 sharing GPU 0 (`--workers-per-gpu K`), about two trials per worker; the result says, per packing:
 images/s while the workers train together (each worker's median epoch after its first, which
@@ -116,7 +116,7 @@ def _sweep(work: Path, out: Path, spec: dict, env: dict, backend: str, workers: 
     import tomli_w
 
     name = f"gpu-check-{workers}"
-    budget = 2 * workers
+    budget = (1 if cpu else 2) * workers  # on a GPU the second trial per worker shows the warm rate
     study = dict(spec, study={**spec["study"], "name": name, "budget": budget})
     study_path = work / f"{name}.toml"
     study_path.write_text(tomli_w.dumps(study))
