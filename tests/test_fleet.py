@@ -15,9 +15,14 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from sweeper import cli, gpus
+from sweeper import cli, gpus, studyfile
 from tests.conftest import QUICK_TRAINING, study_file
 from tests.fleet import FINISHED, WorkerProcess, assert_exact_budget, running_trial_of, trials, wait_for
+
+TRIAL_ATTRS = {
+    "history", "best_epoch", "best_val_acc", "final_val_acc", "train_acc_at_best", "overfit_gap",
+    "train_seconds", "images_per_second", "seed", "worker", "host", "gpu",
+}  # fmt: skip
 
 
 def _fleet_study(tmp_path: Path, name: str, budget: int, **fleet: object) -> Path:
@@ -28,7 +33,9 @@ def _fleet_study(tmp_path: Path, name: str, budget: int, **fleet: object) -> Pat
 
 
 @pytest.mark.parametrize("throwaway_pg", [{"max_connections": 20}], indirect=True)
-def test_four_workers_meet_the_budget_exactly_within_max_connections(throwaway_pg, cli_env, tmp_path, capsys) -> None:
+def test_four_workers_from_four_shells_meet_the_budget_exactly_within_max_connections(
+    throwaway_pg, cli_env, tmp_path, capsys
+) -> None:
     url = throwaway_pg.url
     path = study_file(tmp_path, study={"name": "four", "budget": 8}, training=QUICK_TRAINING)
     workers = [WorkerProcess(path, url, cli_env, tmp_path) for _ in range(4)]
@@ -51,8 +58,22 @@ def test_four_workers_meet_the_budget_exactly_within_max_connections(throwaway_p
     assert peak < 20 - 3  # max_connections less PostgreSQL's reserved superuser slots
     finished = [t for t in assert_exact_budget(url, "four", 8) if t.state in FINISHED]
     assert len({t.user_attrs["worker"] for t in finished}) >= 2
-    assert {t.user_attrs["run_eagerly"] for t in finished} == {True}
     assert logs.count("started:") >= 8 and "[8/8 finished]" in logs
+    spec = studyfile.load(path)
+    space = spec.space.distributions()
+    for trial in finished:  # each trial's record, whichever worker ran it
+        assert 0 <= trial.value <= 1 and set(trial.params) == set(space)
+        for name in space:
+            assert getattr(spec.space, name).contains(trial.params[name]), (name, trial.params)
+        assert TRIAL_ATTRS <= set(trial.user_attrs), trial.user_attrs.keys()
+        history = trial.user_attrs["history"]
+        assert set(history) == {"acc", "loss", "val_acc", "val_loss", "epoch_seconds"}
+        assert len(history["val_acc"]) == len(trial.intermediate_values)
+        assert max(history["val_acc"]) == trial.user_attrs["best_val_acc"]
+        last_or_best = history["val_acc"][-1] if trial.state == TrialState.PRUNED else max(history["val_acc"])
+        assert trial.value == last_or_best  # a pruned trial keeps Optuna's last reported value
+        assert trial.user_attrs["images_per_second"] > 0 and trial.user_attrs["run_eagerly"] is True
+    assert [t.params for t in finished if t.user_attrs.get("baseline")] == spec.baselines  # enqueued once
 
 
 def test_killed_worker_trial_fails_and_is_retried_with_the_same_params(pg_url, cli_env, tmp_path) -> None:
