@@ -40,7 +40,7 @@ lint: setup
 test: test-fast
 	$(BIN)/python -m pytest -m "slow or engine" --durations=5
 
-# Everything but the load, outage and engine tests, on 3 processes: much of it waits on real
-# processes (workers, training children, PostgreSQL), so the two cores stay busy.
+# Everything but the load, outage and engine tests, on 2 processes: each test runs real workers
+# and training children that keep both cores busy; a third process only adds contention.
 test-fast: setup system-packages lint
-	$(BIN)/python -m pytest -n 3 --dist worksteal -m "not slow and not engine" --durations=15
+	$(BIN)/python -m pytest -n 2 --dist worksteal -m "not slow and not engine" --durations=15
