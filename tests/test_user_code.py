@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import sqlalchemy
 import tomli_w
 from optuna.trial import TrialState
 
-from sweeper import cli, studyfile, urls
+from sweeper import cli, studyfile, urls, user_code
 from tests.conftest import ROOT, run_sweeper, sweeper_main
 from tests.fleet import assert_exact_budget, trials
 
@@ -135,14 +136,30 @@ MISTAKES = {
 }
 
 
-@pytest.mark.parametrize("case", list(MISTAKES))
+WIRED = ("no-module", "loader-raises")  # a builder's and a loader's mistake through the whole worker
+
+
+def _mistake_study(tmp_path: Path, case: str) -> tuple[Path, str]:
+    given, message = MISTAKES[case]
+    return _study(tmp_path, **{"builder": "mymodel:build", "loader": "mymodel:load", **given}), message
+
+
+@pytest.mark.parametrize("case", [case for case in MISTAKES if case not in WIRED])
+def test_the_check_names_each_mistake_in_one_line(case: str, tmp_path: Path) -> None:
+    """The check process's own entry point, in this process: what it writes for the worker to show."""
+    path, message = _mistake_study(tmp_path, case)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "result").mkdir()
+    assert user_code.main([str(path), str(tmp_path / "data"), str(tmp_path / "result")]) == 0
+    error = json.loads((tmp_path / "result" / user_code.PREFLIGHT_RESULT).read_text())["error"]
+    assert re.search(message, error) and "\n" not in error, error
+
+
+@pytest.mark.parametrize("case", WIRED)
 def test_mistakes_in_user_code_are_one_line_before_the_database(
     case: str, pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    given, message = MISTAKES[case]
-    path = _study(
-        tmp_path, **{k: v for k, v in {"builder": "mymodel:build", "loader": "mymodel:load", **given}.items()}
-    )
+    path, message = _mistake_study(tmp_path, case)
     monkeypatch.setenv("SWEEPER_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("SWEEPER_ARTIFACTS", f"file://{tmp_path / 'models'}")
     monkeypatch.setenv("KERAS_BACKEND", "jax")  # the check is the same on any backend; JAX's Keras starts quickest
@@ -150,7 +167,7 @@ def test_mistakes_in_user_code_are_one_line_before_the_database(
     err = capsys.readouterr().err
     assert code == 2, err
     [line] = [line for line in err.splitlines() if line.startswith("sweeper: error:")]
-    assert str(path) in line and __import__("re").search(message, line), err
+    assert str(path) in line and re.search(message, line), err
     assert "Traceback" not in err
     engine = sqlalchemy.create_engine(urls.resolve_url(pg_url), poolclass=sqlalchemy.pool.NullPool)
     with engine.connect() as connection:
