@@ -37,7 +37,7 @@ def test_four_workers_from_four_shells_meet_the_budget_exactly_within_max_connec
     throwaway_pg, cli_env, tmp_path, capsys
 ) -> None:
     url = throwaway_pg.url
-    path = study_file(tmp_path, study={"name": "four", "budget": 8}, training=QUICK_TRAINING)
+    path = _fleet_study(tmp_path, "four", 8)
     workers = [WorkerProcess(path, url, cli_env, tmp_path) for _ in range(4)]
     peak = 0
     engine = sqlalchemy.create_engine(
@@ -149,7 +149,7 @@ def _rss_kib(pid: int) -> int:
 def test_worker_memory_does_not_grow_with_trials(pg_url, cli_env, tmp_path) -> None:
     path = study_file(
         tmp_path, study={"name": "memory", "budget": 12},
-        training={"max_train_images": 10, "epochs": 1, "run_eagerly": True}, pruner={"type": "none"}, fleet={"trials_per_child": 25},
+        training={**QUICK_TRAINING, "max_train_images": 10, "epochs": 1}, pruner={"type": "none"}, fleet={"trials_per_child": 25},
     )  # fmt: skip
     worker = WorkerProcess(path, pg_url, cli_env, tmp_path)
     rss: dict[int, int] = {}

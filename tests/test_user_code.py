@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import textwrap
 from pathlib import Path
 
@@ -145,9 +146,10 @@ def _mistake_study(tmp_path: Path, case: str) -> tuple[Path, str]:
 
 
 @pytest.mark.parametrize("case", [case for case in MISTAKES if case not in WIRED])
-def test_the_check_names_each_mistake_in_one_line(case: str, tmp_path: Path) -> None:
+def test_the_check_names_each_mistake_in_one_line(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The check process's own entry point, in this process: what it writes for the worker to show."""
     path, message = _mistake_study(tmp_path, case)
+    monkeypatch.delitem(sys.modules, "mymodel", raising=False)  # this test's module, not an earlier test's
     (tmp_path / "data").mkdir()
     (tmp_path / "result").mkdir()
     assert user_code.main([str(path), str(tmp_path / "data"), str(tmp_path / "result")]) == 0
