@@ -106,16 +106,17 @@ def test_only_worker_killed_then_restarted_recovers_its_trial(pg_url, cli_env, t
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_stop_signal_ends_the_trial_cleanly_within_the_grace(pg_url, cli_env, tmp_path, signum) -> None:
-    grace = 3.0
-    path = _fleet_study(tmp_path, "stop", 3, stop_grace_seconds=grace)
+    # Docker's default grace. Within it the worker records the trial and exits by itself; past it
+    # the worker's own watchdog exits and says so. Which one happened is the worker's own account,
+    # so the test holds on a loaded machine, where a wall-clock bound would measure the load.
+    path = _fleet_study(tmp_path, "stop", 3, stop_grace_seconds=10)
     worker = WorkerProcess(path, pg_url, cli_env, tmp_path)
     stopped = wait_for(lambda: running_trial_of(pg_url, "stop", worker), what="a running trial")
     wait_for(worker.training_child, what="the training child")
-    started = time.monotonic()
     worker.signal(signum)
-    assert worker.wait(timeout=30) == 0, worker.log()
-    elapsed = time.monotonic() - started
-    assert elapsed < grace, f"took {elapsed:.1f}s to stop"
+    assert worker.wait(timeout=60) == 0, worker.log()
+    assert f"stopped ({signal.Signals(signum).name})" in worker.log()
+    assert "did not answer within the stop grace" not in worker.log()
     all_trials = trials(pg_url, "stop")
     assert [t.state for t in all_trials].count(TrialState.RUNNING) == 0
     trial = next(t for t in all_trials if t.number == stopped.number)
