@@ -306,20 +306,22 @@ def test_cli_mistakes(args: list[str], message: str, populated: str, cli_env: di
     assert snapshot(populated) == before
 
 
-def test_passwords_never_shown(password_pg: ThrowawayPostgres, cli_env: dict, tmp_path: Path) -> None:
+def test_passwords_never_shown(
+    password_pg: ThrowawayPostgres, cli_env: dict, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch
+) -> None:
     secret = password_pg.password
     path = study_file(tmp_path, study={"name": "secret", "budget": 1}, training=QUICK_TRAINING)
-    outputs = []
-    runs = [
-        ("worker", str(path), "--storage", password_pg.url),
+    worker = run_sweeper("worker", str(path), "--storage", password_pg.url, env=cli_env)
+    outputs = [worker.stdout + worker.stderr]
+    reads = [  # in this process: what they print is what a subprocess would print
         ("studies", "--storage", password_pg.url),
         ("studies", "--storage", password_pg.url, "-f", "json"),
         ("report", "secret", "--storage", password_pg.url),
         ("report", "secret", "--storage", password_pg.url, "-f", "html", "--out", str(tmp_path / "r.html")),
         ("report", "missing", "--storage", password_pg.url),
     ]
-    for args in runs:
-        result = run_sweeper(*args, env=cli_env)
+    for args in reads:
+        result = sweeper_main(capsys, *args)
         outputs.append(result.stdout + result.stderr)
     assert "postgresql://postgres:***@127.0.0.1" in outputs[1]
     assert all(secret not in out for out in outputs), [o for o in outputs if secret in o]
@@ -329,9 +331,8 @@ def test_passwords_never_shown(password_pg: ThrowawayPostgres, cli_env: dict, tm
     password_file = tmp_path / "db-password"
     password_file.write_text(secret + "\n")
     url = password_pg.url.replace(f":{secret}", "")
-    result = run_sweeper(
-        "studies", "--storage", url, env={**cli_env, "SWEEPER_STORAGE_PASSWORD_FILE": str(password_file)}
-    )
+    monkeypatch.setenv("SWEEPER_STORAGE_PASSWORD_FILE", str(password_file))
+    result = sweeper_main(capsys, "studies", "--storage", url)
     assert result.returncode == 0 and "secret" in result.stdout and secret not in result.stdout + result.stderr
 
 

@@ -9,7 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeper import confirmation
-from tests.conftest import study_file, sweeper_main
+from tests.conftest import QUICK_TRAINING, study_file, sweeper_main
 from tests.fleet import FINISHED, WorkerProcess, assert_exact_budget, trials, wait_for
 
 BUDGET = 4
@@ -22,7 +22,7 @@ def test_confirmation_runs_each_winner_again_and_the_total_stays_exact_through_a
         tmp_path,
         study={"name": "confirm", "budget": BUDGET},
         confirm={"seeds": 2},
-        training={"max_train_images": 100},
+        training=QUICK_TRAINING,
         pruner={"type": "none"},
     )
     first, victim = (WorkerProcess(path, pg_url, cli_env, tmp_path) for _ in range(2))

@@ -17,6 +17,7 @@ from tests.conftest import ROOT
 
 SPEC = studyfile.load(ROOT / "studies" / "cifar10-regularization.toml")
 EPOCHS = 20
+TRIALS = 9  # enough for each pruner's rungs and the median pruner's startup to stop some trials
 PRUNERS = {
     "hyperband": {"type": "hyperband", "min_resource": 3, "reduction_factor": 3},
     "asha": {"type": "successive_halving", "min_resource": 1, "reduction_factor": 3},
@@ -93,8 +94,8 @@ def test_pruning_only_where_it_can_decide_matches_asking_after_every_epoch(
     url: str, tmp_path: Path, pruner: dict
 ) -> None:
     spec = _spec(pruner)
-    ours = _sweeper_side(url, spec, 15)
-    plain = _optuna_side(15, tmp_path, spec)
+    ours = _sweeper_side(url, spec, TRIALS)
+    plain = _optuna_side(TRIALS, tmp_path, spec)
     assert ours == plain
     assert any(epoch < EPOCHS for epoch in ours.values()), "the curves should make the pruner stop some trials"
     stored = optuna.load_study(study_name=SPEC.name, storage=urls.resolve_url(url)).get_trials()
