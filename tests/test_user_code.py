@@ -100,12 +100,12 @@ def test_a_users_model_and_data_run_on_two_workers_and_the_report_names_the_best
     pg_url: str, cli_env: dict, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     path = _study(tmp_path)
-    # JAX: the check process and the training children take the backend the sweep was given
-    result = run_sweeper("sweep", str(path), "--workers", "2", "--storage", pg_url, "--backend", "jax", env=cli_env)
+    # The default backend; `sweep --backend jax` reaches the training children in the GPU check's CPU run.
+    result = run_sweeper("sweep", str(path), "--workers", "2", "--storage", pg_url, env=cli_env)
     assert result.returncode == 0, result.stderr
     finished = [t for t in assert_exact_budget(pg_url, "mine", 4) if t.state == TrialState.COMPLETE]
     best = max(finished, key=lambda t: t.value)
-    assert {(t.user_attrs["backend"], t.user_attrs["device"]) for t in finished} == {("jax", "cpu")}
+    assert {(t.user_attrs["backend"], t.user_attrs["device"]) for t in finished} == {("tensorflow", "cpu")}
     assert best.value > 0.3 and len({t.user_attrs["worker"] for t in trials(pg_url, "mine")}) == 2
     report = sweeper_main(capsys, "report", "mine", "--storage", pg_url, "-f", "json")
     content = json.loads(report.stdout)
