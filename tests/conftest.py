@@ -118,7 +118,10 @@ def run_sweeper(
 def sweeper_main(capsys: pytest.CaptureFixture, *args: str) -> subprocess.CompletedProcess:
     """`sweeper ARGS` in this process, for commands where a subprocess would prove nothing more."""
     capsys.readouterr()  # what the test printed before is not the command's
-    code = cli.main(list(args))
+    try:
+        code = cli.main(list(args))
+    except SystemExit as exc:  # argparse's refusal, as the process would exit with it
+        code = exc.code
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(["sweeper", *args], code, out, err)
 

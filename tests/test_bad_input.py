@@ -299,10 +299,11 @@ def test_nan_loss_ends_the_trial_after_one_epoch_and_the_sweep_goes_on(
     ],
     ids=["format", "gpu", "workers", "unknown-study"],
 )
-def test_cli_mistakes(args: list[str], message: str, populated: str, cli_env: dict) -> None:
+def test_cli_mistakes(args: list[str], message: str, populated: str, capsys, monkeypatch) -> None:
     before = snapshot(populated)
-    result = run_sweeper(*args, env={**cli_env, "SWEEPER_STORAGE": populated}, cwd=ROOT)
-    assert_refused(result, 2, message)
+    monkeypatch.setenv("SWEEPER_STORAGE", populated)
+    monkeypatch.chdir(ROOT)
+    assert_refused(sweeper_main(capsys, *args), 2, message)
     assert snapshot(populated) == before
 
 
@@ -386,26 +387,24 @@ def test_loader_on_near_miss_study_files(edits: dict) -> None:
 @pytest.mark.parametrize(
     "command", [["studies"], ["report", "smoke"], ["report", "smoke", "-f", "json"], ["dashboard", "--port", "18233"]]
 )
-def test_read_only_commands_never_create_a_database(command: list[str], cli_env: dict, tmp_path: Path) -> None:
+def test_read_only_commands_never_create_a_database(command: list[str], tmp_path: Path, capsys, monkeypatch) -> None:
     target = tmp_path / "new" / "dir" / "x.db"
-    result = run_sweeper(*command, "--storage", f"sqlite:///{target}", env=cli_env, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = sweeper_main(capsys, *command, "--storage", f"sqlite:///{target}")
     assert_refused(result, 2, re.escape(f"no SQLite database at {target} (nothing was created)"))
     assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("secret", ["variable", "file"])
-def test_an_empty_dashboard_secret_refuses_to_start(secret: str, cli_env: dict, tmp_path: Path) -> None:
+def test_an_empty_dashboard_secret_refuses_to_start(secret: str, tmp_path: Path, capsys, monkeypatch) -> None:
     empty = tmp_path / "password"
     empty.write_text("\n")
-    env = {
-        **cli_env,
-        **(
-            {"SWEEPER_DASHBOARD_PASSWORD": ""}
-            if secret == "variable"
-            else {"SWEEPER_DASHBOARD_PASSWORD_FILE": str(empty)}
-        ),
-    }
-    result = run_sweeper("dashboard", "--port", "18231", env=env, cwd=tmp_path, timeout=60)
+    if secret == "variable":
+        monkeypatch.setenv("SWEEPER_DASHBOARD_PASSWORD", "")
+    else:
+        monkeypatch.setenv("SWEEPER_DASHBOARD_PASSWORD_FILE", str(empty))
+    monkeypatch.chdir(tmp_path)
+    result = sweeper_main(capsys, "dashboard", "--port", "18231")
     assert_refused(result, 2, r"SWEEPER_DASHBOARD_PASSWORD(_FILE .*)? (is set but empty|holds no password)")
 
 
