@@ -62,6 +62,15 @@ class WorkerProcess:
         self.wait()
 
 
+def proc_status(pid: int, field: str) -> str:
+    """One field of `/proc/PID/status` (`VmRSS`, `SigCgt`), as the kernel writes it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == field:
+            return value.strip()
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
 def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     """The study's trials as stored now. Tests poll this many times a second: each read opens and
     closes its own connection, so no pool waits for the garbage collector while PostgreSQL's

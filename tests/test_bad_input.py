@@ -31,7 +31,7 @@ from tests.conftest import (
     sweeper_command,
     sweeper_main,
 )
-from tests.fleet import trials, wait_for
+from tests.fleet import proc_status, trials, wait_for
 from tests.pgserver import ThrowawayPostgres
 
 SMOKE_TEXT = (ROOT / "studies" / "smoke.toml").read_text()
@@ -462,10 +462,7 @@ def test_a_password_typed_in_the_url_leaves_the_process_table(pg_url: str, cli_e
 
 def _catches_sigterm(pid: int) -> bool:
     """True once the process has its own SIGTERM handler (the kernel's caught-signals mask says so)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("SigCgt:"):
-            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
-    return False
+    return bool(int(proc_status(pid, "SigCgt"), 16) & (1 << (signal.SIGTERM - 1)))
 
 
 def test_sigterm_at_any_moment_of_a_workers_life_exits_0(cli_env: dict, tmp_path: Path) -> None:

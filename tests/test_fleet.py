@@ -17,7 +17,15 @@ from optuna.trial import TrialState
 
 from sweeper import cli, gpus, studyfile
 from tests.conftest import QUICK_TRAINING, study_file
-from tests.fleet import FINISHED, WorkerProcess, assert_exact_budget, running_trial_of, trials, wait_for
+from tests.fleet import (
+    FINISHED,
+    WorkerProcess,
+    assert_exact_budget,
+    proc_status,
+    running_trial_of,
+    trials,
+    wait_for,
+)
 
 TRIAL_ATTRS = {
     "history", "best_epoch", "best_val_acc", "final_val_acc", "train_acc_at_best", "overfit_gap",
@@ -129,10 +137,7 @@ def test_training_child_killed_fails_its_trial_and_the_worker_goes_on(pg_url, cl
 
 
 def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+    return int(proc_status(pid, "VmRSS").split()[0])
 
 
 def test_worker_memory_does_not_grow_with_trials(pg_url, cli_env, tmp_path) -> None:
