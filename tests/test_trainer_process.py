@@ -34,24 +34,20 @@ def _train(
         process.reply(keep_going=True)
 
 
-def test_warm_child_serves_trials_per_child_trials_with_a_fresh_childs_results(prepared: Path) -> None:
-    process = TrainingProcess(prepared, trials_per_child=2, child_growth_mb=4096)
+def test_a_warm_child_serves_trials_per_child_trials_and_one_whose_memory_grew_is_replaced_early(
+    prepared: Path,
+) -> None:
+    # Three trials fill the first child (trials_per_child); the fourth, in a fresh child, gives the
+    # same curve: nothing of one trial carries over into the next. The fifth's batches hold all 140
+    # training images at once: its activations and gradients raise the child's peak memory by well
+    # over 20 MB, so the sixth gets a new child although the second has run only two trials.
+    process = TrainingProcess(prepared, trials_per_child=3, child_growth_mb=20)
     try:
-        runs = [_train(process, 32, epochs=2, eager=True) for _ in range(3)]
+        runs = [_train(process, 32, epochs=2, eager=True) for _ in range(4)]
+        runs += [_train(process, size) for size in (256, 4)]
     finally:
         process.close()
-    (first, _, curve), (second, _, warm_curve), (third, _, fresh_curve) = runs
-    assert first == second != third
-    assert curve == warm_curve == fresh_curve  # nothing of one trial carries over into the next
-
-
-def test_child_whose_memory_grew_is_replaced_early(prepared: Path) -> None:
-    # The second trial's batches hold all 140 training images at once: its activations and
-    # gradients raise the child's peak memory by well over 20 MB, so the third trial gets a new child.
-    process = TrainingProcess(prepared, trials_per_child=10, child_growth_mb=20)
-    try:
-        (first, small, _), (second, large, _), (third, _, _) = (_train(process, size) for size in (4, 256, 4))
-    finally:
-        process.close()
-    assert large["child_peak_mb"] - small["child_peak_mb"] >= 20, (small, large)
-    assert first == second != third
+    pids, summaries, curves = zip(*runs, strict=True)
+    assert pids[0] == pids[1] == pids[2] != pids[3] == pids[4] != pids[5]
+    assert curves[0] == curves[1] == curves[2] == curves[3]
+    assert summaries[4]["child_peak_mb"] - summaries[3]["child_peak_mb"] >= 20, summaries
