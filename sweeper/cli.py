@@ -138,7 +138,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     model_store = model_stores.open_store(models_url)  # checked now, not after a trial has trained
     stop = threading.Event()
     install_signal_handlers(lambda _reason: stop.set())  # until a trial can be running
-    folder = data.prepare_for(spec, spec.source, data.resolve_data_dir(args.data_dir), backend)
+    folder, own = data.worker_folder(spec, data.resolve_data_dir(args.data_dir), backend)
     gpu = gpus.claim(args.gpu, per_gpu=args.workers_per_gpu, fallback=args.gpu_fallback, stop=stop)
     fleet = spec.fleet
     store = storage.connect(
@@ -168,7 +168,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     finally:
         gpu.release()
         store.close()
-        data.discard(folder)
+        if own:
+            data.discard(folder)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -179,8 +180,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     backend = backends.resolve(args.backend)
     url = urls.resolve_url(args.storage)
     model_stores.open_store(kept_models.store_url(spec.artifacts, url))  # one clear error, not one per worker
-    # once, before the workers race for it; a user's loader and builder are checked here too
-    data.discard(data.prepare_for(spec, spec.source, data.resolve_data_dir(args.data_dir), backend))
+    # once, before the workers race for it; a user's loader and builder are checked here, not in each worker
+    folder = data.prepare_for(spec, spec.source, data.resolve_data_dir(args.data_dir), backend)
     flags = [flag for flag, on in (("--debug", args.debug), ("--verbose", args.verbose)) if on]
     worker_args = [*flags, "worker", args.study_file]
     worker_args += ["--data-dir", args.data_dir] if args.data_dir else []
@@ -189,7 +190,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                           ("--allow-budget-change", args.allow_budget_change),
                                           ("--no-epoch-lines", args.no_epoch_lines)) if on]  # fmt: skip
     live = not args.no_live and sys.stderr.isatty()
-    code = run_workers(args.workers, worker_args, url, live=spec if live else None)
+    try:
+        code = run_workers(
+            args.workers, worker_args, url, live=spec if live else None, env={data.SHARED_FOLDER_ENV: str(folder)}
+        )
+    finally:
+        data.discard(folder)
     store = storage.connect(url)
     try:
         rows = [row for row in summaries(store) if row["study"] == spec.name]

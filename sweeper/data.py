@@ -29,6 +29,9 @@ TEST_FILE = "test_batch"
 _ARRAYS = ("x_train", "y_train", "x_val", "y_val", "mean", "std")
 USER_DATA_PREFIX = "user-data-"
 """A worker's own folder of a `[data]` loader's arrays (`discard` removes only these)."""
+SHARED_FOLDER_ENV = "SWEEPER_SWEEP_DATA"
+"""Set by `sweeper sweep` for the workers it starts: the folder it prepared, and whose `[model]` and
+`[data]` it checked, once for them all. The sweep removes it when they have exited."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,15 @@ def prepare_for(
     from sweeper import user_code
 
     return user_code.preflight(study_file, folder, cache_dir, backend)
+
+
+def worker_folder(spec: StudySpec, data_dir: Path | None, backend: str) -> tuple[Path, bool]:
+    """The folder a worker's trials map, and whether it is the worker's own to discard when it exits:
+    the one its `sweep` prepared and checked, else its own."""
+    shared = os.environ.get(SHARED_FOLDER_ENV)
+    if shared:
+        return Path(shared), False
+    return prepare_for(spec, spec.source, data_dir, backend), True
 
 
 def discard(folder: Path) -> None:

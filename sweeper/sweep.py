@@ -30,12 +30,15 @@ STATUS_SECONDS = 2.0
 """How often the live view reads the study's counts and best trial from the storage."""
 
 
-def run_workers(workers: int, worker_args: list[str], url: str, live: StudySpec | None = None) -> int:
+def run_workers(
+    workers: int, worker_args: list[str], url: str, live: StudySpec | None = None, env: dict[str, str] | None = None
+) -> int:
     """Start `workers` processes of `sweeper worker WORKER_ARGS`; pass SIGTERM and Ctrl-C on; the worst exit code.
 
-    With `live` (the study being swept), draw the live view on this process's terminal.
+    With `live` (the study being swept), draw the live view on this process's terminal. `env` adds
+    to the workers' environment.
     """
-    env = {**os.environ, "SWEEPER_STORAGE": url}
+    env = {**os.environ, **(env or {}), "SWEEPER_STORAGE": url}
     command = [sys.executable, "-m", "sweeper", *worker_args]
     log.info("sweep: %d workers, storage %s", workers, urls.mask(url))
     if live is None:

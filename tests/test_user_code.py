@@ -107,6 +107,7 @@ def test_a_users_model_and_data_run_on_two_workers_and_the_report_names_the_best
     best = max(finished, key=lambda t: t.value)
     assert {(t.user_attrs["backend"], t.user_attrs["device"]) for t in finished} == {("tensorflow", "cpu")}
     assert best.value > 0.3 and len({t.user_attrs["worker"] for t in trials(pg_url, "mine")}) == 2
+    assert not list(Path(cli_env["SWEEPER_CACHE_DIR"]).glob("user-data-*"))  # the sweep's one copy, shared, is gone
     report = sweeper_main(capsys, "report", "mine", "--storage", pg_url, "-f", "json")
     content = json.loads(report.stdout)
     assert content["best"]["params"] == best.params
