@@ -71,18 +71,21 @@ def proc_status(pid: int, field: str) -> str:
     raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 
+_STORAGES: dict[str, optuna.storages.RDBStorage] = {}
+
+
 def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
-    """The study's trials as stored now. Tests poll this many times a second: each read opens and
-    closes its own connection, so no pool waits for the garbage collector while PostgreSQL's
-    max_connections is shared by every test running at once."""
-    storage = optuna.storages.RDBStorage(urls.resolve_url(url), engine_kwargs={"poolclass": sqlalchemy.pool.NullPool})
+    """The study's trials as stored now. Tests poll this many times a second, so each URL gets one
+    storage (its schema checks run once), without a pool: each read opens and closes its own
+    connection, and none is left idle while PostgreSQL's max_connections is shared by every test."""
+    if url not in _STORAGES:
+        _STORAGES[url] = optuna.storages.RDBStorage(
+            urls.resolve_url(url), engine_kwargs={"poolclass": sqlalchemy.pool.NullPool}
+        )
     try:
-        return optuna.load_study(study_name=name, storage=storage).get_trials()
+        return optuna.load_study(study_name=name, storage=_STORAGES[url]).get_trials()
     except KeyError:
         return []
-    finally:
-        storage.remove_session()
-        storage.engine.dispose()
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 240, what: str = "condition") -> object:
