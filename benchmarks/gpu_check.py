@@ -6,7 +6,7 @@ Two parts, because the GPU machine has no internet and no TensorFlow:
     python -m benchmarks.gpu_check run --out DIR   # there: the sweeps, then DIR/gpu_check.json
 
 `pack` prints the exact command to run on the GPU machine. `run --cpu` does the same sweeps on a
-CPU with 100 images and one trial per worker: the test of this script. Each packing is one `sweeper sweep` of
+CPU with 92 images and one trial per worker: the test of this script. Each packing is one `sweeper sweep` of
 `studies/gpu-check.toml` on SQLite with `--gpu require` (`--gpu none` with --cpu), K workers
 sharing GPU 0 (`--workers-per-gpu K`), about two trials per worker; the result says, per packing:
 images/s while the workers train together (each worker's median epoch after its first, which
@@ -80,8 +80,8 @@ def run(out: Path, *, cpu: bool, backend: str, packings: list[int], epochs: int 
     given = os.environ.get("SWEEPER_DATA_DIR")
     data = Path(given) if given else packed_data if packed_data.is_dir() else _data_source()
     spec = tomllib.loads(STUDY.read_text())
-    if cpu:
-        spec["training"].update(epochs=2, max_train_images=100)
+    if cpu:  # 92 images: 64 to train on, two whole batches, so XLA compiles one training step, not two
+        spec["training"].update(epochs=2, max_train_images=92)
     if epochs:
         spec["training"]["epochs"] = epochs
     spec["training"]["mixed_precision"] = mixed_precision
@@ -234,7 +234,7 @@ def main() -> int:
     commands.add_parser("pack", help="wheels and data for the GPU machine, into .gpu_check/")
     runner = commands.add_parser("run", help="the sweeps; writes OUT/gpu_check.json")
     runner.add_argument("--out", type=Path, required=True)
-    runner.add_argument("--cpu", action="store_true", help="on the CPU, with 100 images (the test)")
+    runner.add_argument("--cpu", action="store_true", help="on the CPU, with 92 images (the test)")
     runner.add_argument("--backend", default="jax", choices=("jax", "torch", "tensorflow"))
     runner.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="the packings to measure")
     runner.add_argument("--epochs", type=int, help="override the study file's epochs")
