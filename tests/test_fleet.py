@@ -158,22 +158,32 @@ def test_worker_memory_does_not_grow_with_trials(pg_url, cli_env, tmp_path) -> N
 
 
 def test_gpu_slots_give_each_worker_its_own_device(pg_url, cli_env, tmp_path) -> None:
-    env = {**cli_env, "SWEEPER_GPU_COUNT": "2", "SWEEPER_GPU_LOCK_DIR": str(tmp_path / "locks")}
-    path = _fleet_study(tmp_path, "gpus", 3)
-    first_two = [WorkerProcess(path, pg_url, env, tmp_path, "--gpu", "auto", "--n-trials", "1") for _ in range(2)]
-    wait_for(lambda: all("claimed GPU" in w.log() for w in first_two), what="two GPU claims")
-    third = WorkerProcess(path, pg_url, env, tmp_path, "--gpu", "auto", "--gpu-fallback", "cpu", "--n-trials", "1")
-    assert [w.wait() for w in (*first_two, third)] == [0, 0, 0]
-    seen = {t.user_attrs["worker"]: t.user_attrs["cuda_visible_devices"] for t in trials(pg_url, "gpus")}
-    assert sorted(seen[w.name] for w in first_two) == ["0", "1"]
-    assert seen[third.name] == "-1" and "training on the CPU" in third.log()
-    assert {t.user_attrs["gpu"] for t in trials(pg_url, "gpus")} == {"0", "1", "none"}
+    # One GPU: the first worker claims it, the second falls back to the CPU; each trial's child saw
+    # only its worker's device. How claims spread over several GPUs is the in-process test below.
+    env = {**cli_env, "SWEEPER_GPU_COUNT": "1", "SWEEPER_GPU_LOCK_DIR": str(tmp_path / "locks")}
+    path = _fleet_study(tmp_path, "gpus", 2)
+    first = WorkerProcess(path, pg_url, env, tmp_path, "--gpu", "auto", "--n-trials", "1")
+    wait_for(lambda: "claimed GPU" in first.log(), what="the GPU claim")
+    second = WorkerProcess(path, pg_url, env, tmp_path, "--gpu", "auto", "--gpu-fallback", "cpu", "--n-trials", "1")
+    assert [first.wait(), second.wait()] == [0, 0], first.log() + second.log()
+    seen = {
+        t.user_attrs["worker"]: (t.user_attrs["cuda_visible_devices"], t.user_attrs["gpu"])
+        for t in trials(pg_url, "gpus")
+    }
+    assert seen == {first.name: ("0", "0"), second.name: ("-1", "none")}
+    assert "training on the CPU" in second.log()
 
 
-def test_gpu_claim_waits_for_a_free_slot(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("SWEEPER_GPU_COUNT", "1")
+def test_gpu_claims_spread_over_the_gpus_pack_when_asked_and_wait_for_a_free_slot(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SWEEPER_GPU_LOCK_DIR", str(tmp_path))
     stop = threading.Event()
+    monkeypatch.setenv("SWEEPER_GPU_COUNT", "2")
+    spread = [gpus.claim("auto", per_gpu=1, fallback="cpu", stop=stop) for _ in range(3)]
+    assert [slot.index for slot in spread] == [0, 1, None]  # one worker per GPU, then the CPU
+    assert [slot.child_env("tensorflow")["CUDA_VISIBLE_DEVICES"] for slot in spread] == ["0", "1", "-1"]
+    for slot in spread:
+        slot.release()
+    monkeypatch.setenv("SWEEPER_GPU_COUNT", "1")
     held = [gpus.claim("auto", per_gpu=2, fallback="wait", stop=stop) for _ in range(2)]
     assert [slot.index for slot in held] == [0, 0]  # two workers packed on one GPU
     waiting: list[gpus.GpuSlot] = []
