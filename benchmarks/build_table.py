@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="2 configurations, 2 epochs, on 300 images of the committed slice (a smoke check)",
+        help="2 configurations, 2 epochs, on 92 images of the committed slice (a smoke check)",
     )
     args = parser.parse_args()
     todo = [config for config in grid(args.quick) if _key(config) not in done(args.table)]
@@ -78,7 +78,7 @@ def _train(todo: list[dict], args: argparse.Namespace) -> None:
     folder = FIXTURE if args.quick else data_dir()
     epochs = 2 if args.quick else args.epochs
     x_train, y_train, _, _ = data.load_raw(folder, Path(os.environ.get("TMPDIR", "/tmp")))
-    dataset = data.prepare_arrays(x_train, y_train, Training(max_train_images=300 if args.quick else None))
+    dataset = data.prepare_arrays(x_train, y_train, Training(max_train_images=92 if args.quick else None))
     deadline = time.monotonic() + args.minutes * 60
     args.table.parent.mkdir(parents=True, exist_ok=True)
     for config in todo:

@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument(
         "--first-seed", type=int, default=0, help="seeds run from here (held-out checks of a chosen setting)"
     )
-    parser.add_argument("--quick", action="store_true", help="3 seeds")
+    parser.add_argument("--quick", action="store_true", help="3 seeds; --compare with the first sampler only")
     parser.add_argument(
         "--compare", action="store_true", help="also replay the candidate settings in CANDIDATES × SAMPLERS"
     )
@@ -161,7 +161,7 @@ def main() -> None:
     }  # fmt: skip
     if args.compare:
         summary["candidates"] = []
-        for sampler_name, sampler in SAMPLERS.items():
+        for sampler_name, sampler in list(SAMPLERS.items())[: 1 if args.quick else None]:
             for pruner_name, pruner in CANDIDATES.items():
                 candidate = evaluate(with_settings(spec, sampler, pruner), table, randoms)
                 summary["candidates"].append({
