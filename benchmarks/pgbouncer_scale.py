@@ -2,7 +2,7 @@
 server pool of 10) and straight to PostgreSQL, side by side.
 
 Each worker runs the real worker loop (claims under the study lock, heartbeats, reports, tell)
-with a training child that sleeps through 1-second epochs instead of loading TensorFlow. The
+with a training child that sleeps through 1-second epochs (0.25 s with --quick) instead of loading TensorFlow. The
 workers are threads, 16 to a process (or each its own forked process with
 `--threads-per-process 1`), each with its own connections, as separate workers have. Measured:
 the peak number of PostgreSQL server connections, trials per second, claim latency (from a
@@ -178,7 +178,11 @@ def _run(side: str, workers: int, spec: StudySpec, epoch_seconds: float, per_pro
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="8 workers only, shorter trials (proves the script runs)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="8 workers only, 2 trials of two 0.25-second epochs each (proves the script runs)",
+    )
     parser.add_argument("--counts", type=int, nargs="+", help="worker counts (default 8 32 128)")
     parser.add_argument("--epochs", type=int, default=10, help="1-second epochs per trial")
     parser.add_argument("--trials-per-worker", type=int, default=3)
@@ -190,6 +194,7 @@ def main() -> None:
     args = parser.parse_args()
     counts = args.counts or ([8] if args.quick else [8, 32, 128])
     epochs, per_worker = (2, 2) if args.quick else (args.epochs, args.trials_per_worker)
+    epoch_seconds = 0.25 if args.quick else 1.0
     base = studyfile.load(ROOT / "studies" / "cifar10-regularization.toml")
     rows = []
     for index, workers in enumerate(counts):
@@ -201,13 +206,13 @@ def main() -> None:
                 training=base.training.model_copy(update={"epochs": epochs}),
                 baselines=[],
             )  # fmt: skip
-            rows.append(_run(side, workers, spec, epoch_seconds=1.0, per_process=args.threads_per_process))
+            rows.append(_run(side, workers, spec, epoch_seconds=epoch_seconds, per_process=args.threads_per_process))
             print(rows[-1], flush=True)
     pooled = [r for r in rows if r["side"] == "pgbouncer"] or rows
     summary = {
         "pool_size": POOL_SIZE,
         "epochs_per_trial": epochs,
-        "epoch_seconds": 1.0,
+        "epoch_seconds": epoch_seconds,
         "trials_per_worker": per_worker,
         "pgbouncer_peak_server_connections": max(r["peak server connections"] for r in pooled),
         "pgbouncer_min_efficiency": min(r["efficiency"] for r in pooled),
