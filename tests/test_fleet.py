@@ -5,14 +5,15 @@ Real PostgreSQL, real worker processes, real signals, smoke trials on real CIFAR
 
 from __future__ import annotations
 
+import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import sqlalchemy
+from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import TrialState
 
 from sweeper import cli, gpus, studyfile
@@ -84,19 +85,31 @@ def test_four_workers_from_four_shells_meet_the_budget_exactly_within_max_connec
     assert [t.params for t in finished if t.user_attrs.get("baseline")] == spec.baselines  # enqueued once
 
 
-def test_killed_worker_trial_fails_and_is_retried_with_the_same_params(pg_url, cli_env, tmp_path) -> None:
-    # The only worker dies (kill -9, its training child too); the next worker to start, the same
-    # one restarted or another host's, reaps the trial once its heartbeat is stale and retries it.
-    # Another live worker reaping a frozen one's trial is the frozen-worker test below.
+def test_a_killed_child_fails_its_trial_and_a_killed_worker_is_reaped_and_retried(pg_url, cli_env, tmp_path) -> None:
+    # First the training child dies (as the OOM killer would do it): its trial fails with the reason
+    # and the worker goes on to its next trial in a fresh child. Then the whole worker dies (kill -9,
+    # its child too): the next worker to start, the same one restarted or another host's, reaps that
+    # trial once its heartbeat is stale and retries it with the same parameters. A live worker
+    # reaping a frozen one's trial is the frozen-worker test below.
     path = _fleet_study(tmp_path, "kill9", 3)
     victim = WorkerProcess(path, pg_url, cli_env, tmp_path)
-    lost = wait_for(lambda: running_trial_of(pg_url, "kill9", victim), what="a trial on the victim")
+    first = wait_for(lambda: running_trial_of(pg_url, "kill9", victim), what="a trial on the victim")
+    os.kill(wait_for(victim.training_child, what="the training child"), signal.SIGKILL)
+
+    def next_trial():
+        trial = running_trial_of(pg_url, "kill9", victim)
+        return trial if trial and trial.number != first.number else None
+
+    lost = wait_for(next_trial, what="the victim's next trial")
     victim.kill_all()
     restarted = WorkerProcess(path, pg_url, cli_env, tmp_path)
     assert restarted.wait() == 0, restarted.log()
     all_trials = assert_exact_budget(pg_url, "kill9", 3)
-    assert next(t for t in all_trials if t.number == lost.number).state == TrialState.FAIL
-    [retry] = [t for t in all_trials if t.system_attrs.get("failed_trial") == lost.number]
+    by_number = {t.number: t for t in all_trials}
+    assert by_number[first.number].state == TrialState.FAIL
+    assert by_number[first.number].user_attrs["fail_reason"] == "training process killed by SIGKILL (out of memory?)"
+    assert by_number[lost.number].state == TrialState.FAIL
+    [retry] = [t for t in all_trials if lost.number in RetryFailedTrialCallback.retry_history(t)]
     assert retry.state in FINISHED and retry.params == lost.params
 
 
@@ -121,19 +134,6 @@ def test_stop_signal_ends_the_trial_cleanly_within_the_grace(pg_url, cli_env, tm
     [retry] = [t for t in all_trials if t.system_attrs.get("failed_trial") == stopped.number]
     assert retry.state == TrialState.WAITING and retry.system_attrs["fixed_params"] == stopped.params
     assert "Traceback" not in worker.log()
-
-
-def test_training_child_killed_fails_its_trial_and_the_worker_goes_on(pg_url, cli_env, tmp_path) -> None:
-    path = _fleet_study(tmp_path, "child", 2)
-    worker = WorkerProcess(path, pg_url, cli_env, tmp_path)
-    victim = wait_for(lambda: running_trial_of(pg_url, "child", worker), what="a running trial")
-    child = wait_for(worker.training_child, what="the training child")
-    subprocess.run(["kill", "-9", str(child)], check=True)
-    assert worker.wait() == 0, worker.log()
-    all_trials = assert_exact_budget(pg_url, "child", 2)
-    failed = next(t for t in all_trials if t.number == victim.number)
-    assert failed.state == TrialState.FAIL
-    assert failed.user_attrs["fail_reason"] == "training process killed by SIGKILL (out of memory?)"
 
 
 def _rss_kib(pid: int) -> int:
