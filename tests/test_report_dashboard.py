@@ -225,21 +225,6 @@ def test_chart_refresher_never_writes_into_a_study_sweeper_did_not_create(tmp_pa
         store.close()
 
 
-def test_dashboard_refuses_anonymous_deletes(filled) -> None:
-    url, _, env = filled
-    before = trials(url, "reported")
-    process, base = _start_dashboard(url, env)
-    try:
-        study_id = _study_id(url, "reported")
-        assert http_status(f"{base}/api/studies/{study_id}", "DELETE") == 403
-        assert http_status(f"{base}/api/studies/{study_id}/rename", "POST") == 403
-        with urllib.request.urlopen(f"{base}/api/studies/{study_id}", timeout=30) as response:
-            assert json.load(response)["objective_names"] == ["val_acc"]  # not "Objective 0"
-    finally:
-        _stop(process)
-    assert trials(url, "reported") == before  # intact
-
-
 def test_dashboard_password_is_required_when_set(filled, tmp_path) -> None:
     url, _, env = filled
     secret = tmp_path / "dashboard-password"
@@ -290,6 +275,11 @@ def test_dashboard_in_a_browser_shows_the_regularizer_chart_updating_live(filled
     process, base = _start_dashboard(url, env)
     ARTIFACTS.mkdir(exist_ok=True)
     try:
+        study_id = _study_id(url, "reported")  # without --allow-writes, nobody may change a study
+        assert http_status(f"{base}/api/studies/{study_id}", "DELETE") == 403
+        assert http_status(f"{base}/api/studies/{study_id}/rename", "POST") == 403
+        with urllib.request.urlopen(f"{base}/api/studies/{study_id}", timeout=30) as response:
+            assert json.load(response)["objective_names"] == ["val_acc"]  # not "Objective 0"
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=CHROMIUM,
