@@ -272,11 +272,12 @@ def test_nan_loss_ends_the_trial_after_one_epoch_and_the_sweep_goes_on(
 ) -> None:
     # A learning rate beyond float32's range is inf to the optimizer, so the first step turns the
     # weights into inf/NaN on any machine (a merely huge rate can leave every ReLU dead and the
-    # loss huge but finite, depending on the CPU's kernels).
+    # loss huge but finite, depending on the CPU's kernels). Three steps an epoch: the first step's
+    # loss is computed before that update, the next ones' after it.
     path = study_file(
         tmp_path, study={"name": "exploding", "budget": 2},
         space={"dropout": {"low": 0.2, "high": 0.5}, "batchnorm": {"choices": [False]}, "learning_rate": {"low": 1e39, "high": 1e40, "log": True}},
-        baselines=[], pruner={"type": "none"}, training={**QUICK_TRAINING, "epochs": 3},
+        baselines=[], pruner={"type": "none"}, training={"max_train_images": 100, "run_eagerly": True, "epochs": 3},
     )  # fmt: skip
     result = run_sweeper("worker", str(path), "--storage", pg_url, env=cli_env)
     assert result.returncode == 0, result.stderr

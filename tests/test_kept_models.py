@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 import sweeper
 from sweeper import kept_models, model_stores, storage
 from sweeper.errors import SweeperError
-from tests.conftest import FIXTURE_DATA, _fresh_database, run_sweeper, study_file
+from tests.conftest import FIXTURE_DATA, _fresh_database, run_sweeper, study_file, sweeper_main
 from tests.fleet import trials
 
 
@@ -75,8 +75,9 @@ def test_the_best_keep_top_models_stay_and_export_reproduces_the_best(swept, tmp
     assert predictions.shape == (3, 10) and np.allclose(predictions.sum(axis=1), 1, atol=1e-3)
 
 
-def test_exporting_what_is_not_kept_is_a_clear_error(swept, tmp_path: Path) -> None:
+def test_exporting_what_is_not_kept_is_a_clear_error(swept, tmp_path: Path, capsys, monkeypatch) -> None:
     url, env, _ = swept
+    monkeypatch.setenv("SWEEPER_ARTIFACTS", env["SWEEPER_ARTIFACTS"])
     dropped = optuna.load_study(study_name="kept", storage=url).user_attrs["models_removed"][0]
     out = str(tmp_path / "m.keras")
     for args, message in [
@@ -84,31 +85,32 @@ def test_exporting_what_is_not_kept_is_a_clear_error(swept, tmp_path: Path) -> N
         (["kept", "--trial", "99"], "study 'kept' has no trial 99"),
         (["nope", "--best"], "no study named 'nope'"),
     ]:
-        result = run_sweeper("export", *args, "--out", out, "--storage", url, env=env)
+        result = sweeper_main(capsys, "export", *args, "--out", out, "--storage", url)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
 
 
 def test_a_postgresql_worker_without_a_model_store_stops_before_touching_the_database(
-    pg_url: str, cli_env: dict, tmp_path: Path
+    pg_url: str, tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    env = {k: v for k, v in cli_env.items() if k != "SWEEPER_ARTIFACTS"}
-    path = study_file(tmp_path, study={"name": "nowhere", "budget": 1})
-    result = run_sweeper("worker", str(path), "--storage", pg_url, env=env)
+    monkeypatch.delenv("SWEEPER_ARTIFACTS", raising=False)
+    path = str(study_file(tmp_path, study={"name": "nowhere", "budget": 1}))
+    result = sweeper_main(capsys, "worker", path, "--storage", pg_url)
     assert result.returncode == 2 and "set SWEEPER_ARTIFACTS=file:///path" in result.stderr
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
-    result = run_sweeper(
-        "worker", str(path), "--storage", pg_url, env={**env, "SWEEPER_ARTIFACTS": f"file://{blocked}"}
-    )
+    monkeypatch.setenv("SWEEPER_ARTIFACTS", f"file://{blocked}")
+    result = sweeper_main(capsys, "worker", path, "--storage", pg_url)
     assert result.returncode == 2 and "is not writable" in result.stderr
     secret = "never-print-this-secret"
     unreachable = {  # a real S3 client against a port where nothing listens
-        **env, "SWEEPER_ARTIFACTS": "s3://models/sweeps", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}",
+        "SWEEPER_ARTIFACTS": "s3://models/sweeps", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}",
         "AWS_ACCESS_KEY_ID": "sweeper-test", "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_MAX_ATTEMPTS": "1",
     }  # fmt: skip
-    result = run_sweeper("worker", str(path), "--storage", pg_url, env=unreachable)
+    for name, value in unreachable.items():
+        monkeypatch.setenv(name, value)
+    result = sweeper_main(capsys, "worker", path, "--storage", pg_url)
     assert result.returncode == 2 and "model store s3://models/sweeps is not writable" in result.stderr
     assert "Traceback" not in result.stderr and secret not in result.stderr + result.stdout
     store = storage.connect(pg_url)
