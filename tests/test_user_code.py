@@ -8,7 +8,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import optuna
 import pytest
 import sqlalchemy
 import tomli_w
@@ -25,7 +24,7 @@ from sklearn.datasets import load_digits
 
 
 def build(params, input_shape, num_classes):
-    if params.get("fail"):
+    if params["learning_rate"] == 0.0123:  # a sampled rate never hits it: only a baseline asks for it
         raise ValueError("asked to fail")
     model = keras.Sequential([keras.Input(shape=input_shape), keras.layers.Dense(params["units"], activation=params["activation"]),
                               keras.layers.Dense(num_classes, activation="softmax")])
@@ -96,14 +95,23 @@ def test_the_example_study_files_validate(name: str) -> None:
     assert spec.space.distributions() and spec.folder == ROOT / "studies"
 
 
-def test_a_users_model_and_data_run_on_two_workers_and_the_report_names_the_best(
+def test_a_users_model_runs_on_two_workers_a_raising_build_fails_only_its_trial_and_the_report_names_the_best(
     pg_url: str, cli_env: dict, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    path = _study(tmp_path)
+    # The second baseline's builder raises in a training child: that trial fails with the reason,
+    # which spends the child, and its worker goes on in a fresh one.
+    first = {"units": 16, "activation": "relu", "learning_rate": 0.01}
+    path = _study(tmp_path, baselines=[first, {**first, "learning_rate": 0.0123}], fleet={"max_retries": 0})
     # The default backend; `sweep --backend jax` reaches the training children in the GPU check's CPU run.
     result = run_sweeper("sweep", str(path), "--workers", "2", "--storage", pg_url, env=cli_env)
     assert result.returncode == 0, result.stderr
-    finished = [t for t in assert_exact_budget(pg_url, "mine", 4) if t.state == TrialState.COMPLETE]
+    assert "Traceback" not in result.stderr
+    stored = assert_exact_budget(pg_url, "mine", 4)
+    [failed] = [t for t in stored if t.state == TrialState.FAIL]
+    assert failed.params["learning_rate"] == 0.0123
+    assert "ValueError: asked to fail" in failed.user_attrs["fail_reason"]
+    finished = [t for t in stored if t.state == TrialState.COMPLETE]
+    assert len(finished) == 4
     best = max(finished, key=lambda t: t.value)
     assert {(t.user_attrs["backend"], t.user_attrs["device"]) for t in finished} == {("tensorflow", "cpu")}
     assert best.value > 0.3 and len({t.user_attrs["worker"] for t in trials(pg_url, "mine")}) == 2
@@ -177,25 +185,3 @@ def test_mistakes_in_user_code_are_one_line_before_the_database(
         assert sqlalchemy.inspect(connection).get_table_names() == []  # the database was never touched
     engine.dispose()
     assert not list((tmp_path / "cache").glob("user-data-*"))  # nothing left behind
-
-
-def test_a_builder_that_raises_in_the_child_fails_its_trial_and_the_worker_goes_on(
-    pg_url: str, cli_env: dict, tmp_path: Path
-) -> None:
-    base = {"units": 16, "activation": "relu", "learning_rate": 0.01}
-    # The queued baselines run in order: one that works (the check builds it), one whose builder
-    # raises (which spends its training child), then one that works again, in a fresh child.
-    path = _study(
-        tmp_path, name="flaky", study={"budget": 2}, space={"fail": {"choices": [False, True]}},
-        baselines=[{**base, "fail": False}, {**base, "fail": True}, {**base, "units": 24, "fail": False}],
-        fleet={"max_retries": 0},
-    )  # fmt: skip
-    result = run_sweeper("worker", str(path), "--storage", pg_url, env=cli_env)
-    assert result.returncode == 0, result.stderr
-    stored = assert_exact_budget(pg_url, "flaky", 2)
-    assert [(t.state, t.params["fail"]) for t in stored] == [
-        (TrialState.COMPLETE, False), (TrialState.FAIL, True), (TrialState.COMPLETE, False),
-    ]  # fmt: skip
-    assert "ValueError: asked to fail" in stored[1].user_attrs["fail_reason"]
-    assert "Traceback" not in result.stderr
-    optuna.load_study(study_name="flaky", storage=pg_url)  # the study is intact
