@@ -62,7 +62,7 @@ def test_storage_phases_quick(bench_env: dict, result) -> None:
 
 
 def test_worker_scaling_quick(bench_env: dict, result) -> None:
-    _run("worker_scaling", "--quick", "--trials-per-worker", "2", env=bench_env)
+    _run("worker_scaling", "--quick", "--trials-per-worker", "2", "--epoch-seconds", "0.1", env=bench_env)
     summary = result("worker_scaling")["summary"]
     assert summary["exact_budget_everywhere"] is True
 
