@@ -78,6 +78,16 @@ def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     """The study's trials as stored now. Tests poll this many times a second, so each URL gets one
     storage (its schema checks run once), without a pool: each read opens and closes its own
     connection, and none is left idle while PostgreSQL's max_connections is shared by every test."""
+    try:
+        return _read(url, name)
+    except optuna.exceptions.StorageInternalError:
+        # The database behind the URL was made again (compose's `down -v`, then `up`): its new
+        # schema comes with a new storage.
+        del _STORAGES[url]
+        return _read(url, name)
+
+
+def _read(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     if url not in _STORAGES:
         _STORAGES[url] = optuna.storages.RDBStorage(
             urls.resolve_url(url), engine_kwargs={"poolclass": sqlalchemy.pool.NullPool}
