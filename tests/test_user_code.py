@@ -17,14 +17,17 @@ from sweeper import cli, studyfile, urls, user_code
 from tests.conftest import ROOT, run_sweeper, sweeper_main
 from tests.fleet import assert_exact_budget, trials
 
-MODULE = """
+REFUSED_RATE = 0.0123
+"""The one learning rate `build` refuses: a sampled rate never hits it, only a baseline asks for it."""
+
+MODULE = f"""
 import keras
 import numpy as np
 from sklearn.datasets import load_digits
 
 
 def build(params, input_shape, num_classes):
-    if params["learning_rate"] == 0.0123:  # a sampled rate never hits it: only a baseline asks for it
+    if params["learning_rate"] == {REFUSED_RATE}:
         raise ValueError("asked to fail")
     model = keras.Sequential([keras.Input(shape=input_shape), keras.layers.Dense(params["units"], activation=params["activation"]),
                               keras.layers.Dense(num_classes, activation="softmax")])
@@ -101,14 +104,14 @@ def test_a_users_model_runs_on_two_workers_a_raising_build_fails_only_its_trial_
     # The second baseline's builder raises in a training child: that trial fails with the reason,
     # which spends the child, and its worker goes on in a fresh one.
     first = {"units": 16, "activation": "relu", "learning_rate": 0.01}
-    path = _study(tmp_path, baselines=[first, {**first, "learning_rate": 0.0123}], fleet={"max_retries": 0})
+    path = _study(tmp_path, baselines=[first, {**first, "learning_rate": REFUSED_RATE}], fleet={"max_retries": 0})
     # The default backend; `sweep --backend jax` reaches the training children in the GPU check's CPU run.
     result = run_sweeper("sweep", str(path), "--workers", "2", "--storage", pg_url, env=cli_env)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     stored = assert_exact_budget(pg_url, "mine", 4)
     [failed] = [t for t in stored if t.state == TrialState.FAIL]
-    assert failed.params["learning_rate"] == 0.0123
+    assert failed.params["learning_rate"] == REFUSED_RATE
     assert "ValueError: asked to fail" in failed.user_attrs["fail_reason"]
     finished = [t for t in stored if t.state == TrialState.COMPLETE]
     assert len(finished) == 4
