@@ -7,6 +7,7 @@ never create a database.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import random
 import threading
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy
+import sqlalchemy.orm
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 
@@ -61,9 +63,28 @@ class Store:
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """Serialize study creation and trial claims across every worker of every host."""
-        with _lock(self.url, self._lock_engine, name):
+        """Serialize study creation and trial claims across every worker of every host.
+
+        On PostgreSQL, everything this thread asks of the storage while it holds the lock runs on
+        the lock's own connection, inside its transaction (each Optuna call in a savepoint): the
+        holder needs one server connection, never a second one from a pooler that may have none
+        left to lend while waiters queue. Through PgBouncer with a pool of 2, a holder needing two
+        connections deadlocked the fleet.
+        """
+        if self._lock_engine is None:
+            with _file_lock(self.url):
+                yield
+            return
+        with _advisory_lock(self._lock_engine, name) as connection, _sessions_on(self.storage, connection):
             yield
+
+    def rows(self, statement: sqlalchemy.Executable, **params: object) -> list[sqlalchemy.Row]:
+        """A raw query's rows, on the held lock's connection when this thread holds the lock."""
+        session = self.storage.scoped_session()
+        try:
+            return list(session.execute(statement, params))
+        finally:
+            session.commit()
 
     def close(self) -> None:
         self.storage.remove_session()
@@ -104,30 +125,59 @@ def connect(
 def _connect(
     url: str, heartbeat_seconds: int | None, stale_after_seconds: int | None, max_retries: int | None, pool_size: int
 ) -> Store:
-    lock_engine = None if is_sqlite(url) else _create_engine(url)
-    try:
-        with _lock(url, lock_engine, "sweeper:schema"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=_engine_kwargs(url, pool_size),
-                heartbeat_interval=heartbeat_seconds,
-                grace_period=stale_after_seconds,
-                heartbeat_stale_trial_callback=(
-                    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries)
-                    if heartbeat_seconds
-                    else None
-                ),
-            )
-    except SQLAlchemyError:
-        if lock_engine is not None:
-            lock_engine.dispose()
-        raise
-    except RuntimeError as exc:  # Optuna's schema-version check; Optuna never upgrades by itself
-        if lock_engine is not None:
-            lock_engine.dispose()
-        raise StorageError(_schema_advice(url, str(exc))) from None
-    return Store(url, storage, lock_engine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        heartbeat = {
+            "heartbeat_interval": heartbeat_seconds,
+            "grace_period": stale_after_seconds,
+            "heartbeat_stale_trial_callback": (
+                optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries) if heartbeat_seconds else None
+            ),
+        }
+    if is_sqlite(url):
+        with _file_lock(url):  # SQLite serializes writers anyway; the lock only orders table creation
+            storage = _rdb_storage(url, _engine_kwargs(url, pool_size), **heartbeat)
+        return Store(url, storage, None)
+    _set_up_tables(url)
+    storage = _rdb_storage(
+        url, _engine_kwargs(url, pool_size), skip_table_creation=True, skip_compatibility_check=True, **heartbeat
+    )
+    return Store(url, storage, _create_engine(url))
+
+
+def _rdb_storage(url: str, engine_kwargs: dict, **kwargs: object) -> optuna.storages.RDBStorage:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)  # type: ignore[arg-type]
+        except RuntimeError as exc:  # Optuna's schema-version check; Optuna never upgrades by itself
+            raise StorageError(_schema_advice(url, str(exc))) from None
+
+
+_TABLE_RACES = 5
+
+
+def _set_up_tables(url: str) -> None:
+    """Create Optuna's tables if missing and check their version, one connection at a time.
+
+    Optuna's own set-up holds a transaction open on one connection while it opens a second (its
+    version check); through a pooler with as many starting workers as server connections, each
+    holds one and waits for another, forever. Here every step shares the thread's one connection
+    (a single-connection pool), and no lock is held: PostgreSQL's DDL is transactional, so workers
+    creating the tables together see one of them win and the others fail with a duplicate, which
+    they retry and find the tables made.
+    """
+    for attempt in range(_TABLE_RACES):
+        engine_kwargs = {**_engine_kwargs(url, 1), "poolclass": sqlalchemy.pool.SingletonThreadPool}
+        for key in ("pool_size", "max_overflow", "pool_timeout", "pool_pre_ping"):
+            engine_kwargs.pop(key)
+        try:
+            _rdb_storage(url, engine_kwargs).engine.dispose()
+            return
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == _TABLE_RACES - 1:
+                raise
+            time.sleep(random.uniform(0.05, 0.3))  # another worker created them meanwhile: look again
 
 
 def _require_existing_sqlite(url: str) -> None:
@@ -166,11 +216,7 @@ def _create_engine(url: str) -> sqlalchemy.Engine:
 
 
 @contextlib.contextmanager
-def _lock(url: str, engine: sqlalchemy.Engine | None, name: str) -> Iterator[None]:
-    if engine is None:
-        with _file_lock(url):
-            yield
-        return
+def _advisory_lock(engine: sqlalchemy.Engine, name: str) -> Iterator[sqlalchemy.Connection]:
     # A transaction-level lock: it holds through PgBouncer's transaction pooling, where a
     # session-level lock would be taken on whichever server connection the pooler lent and
     # exclude no one. It is tried, not waited for: a waiter blocked inside a transaction would
@@ -184,7 +230,7 @@ def _lock(url: str, engine: sqlalchemy.Engine | None, name: str) -> Iterator[Non
         connection.close()
         raise
     try:
-        yield
+        yield connection
     finally:
         try:
             transaction.commit()
@@ -192,6 +238,23 @@ def _lock(url: str, engine: sqlalchemy.Engine | None, name: str) -> Iterator[Non
             pass  # the session is gone, and PostgreSQL dropped its locks with it
         finally:
             connection.close()
+
+
+@contextlib.contextmanager
+def _sessions_on(rdb: optuna.storages.RDBStorage, connection: sqlalchemy.Connection) -> Iterator[None]:
+    """This thread's Optuna session bound to `connection`, each commit a savepoint of its transaction.
+
+    Optuna's RDB storage takes a session per thread from its public `scoped_session`; the registry
+    is thread-local, so the heartbeat thread keeps its own connection meanwhile.
+    """
+    rdb.scoped_session.registry.set(sqlalchemy.orm.Session(bind=connection, join_transaction_mode="create_savepoint"))
+    try:
+        yield
+    finally:
+        try:
+            rdb.scoped_session.remove()
+        except SQLAlchemyError:
+            pass  # a lost connection: the lock's own commit says so next
 
 
 def _try_lock_until_taken(connection: sqlalchemy.Connection, name: str) -> sqlalchemy.RootTransaction:
@@ -239,5 +302,19 @@ def abandoned_claim(store: Store, study_name: str) -> int | None:
         "LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
         "WHERE s.study_name = :name AND t.state = 'RUNNING' AND h.trial_id IS NULL ORDER BY t.trial_id LIMIT 1"
     )
-    with store.storage.engine.connect() as connection:
-        return connection.execute(query, {"name": study_name}).scalar()
+    found = store.rows(query, name=study_name)
+    return int(found[0][0]) if found else None
+
+
+def running_heartbeats(store: Store, study_name: str) -> tuple[datetime.datetime, dict[int, datetime.datetime]]:
+    """The database's clock, and the last heartbeat of each RUNNING trial of the study that has one.
+
+    Raw SQL for the same reason as `abandoned_claim`; the clock is read the way Optuna stamps
+    heartbeats (`now()`, without its time zone), so hosts with skewed clocks agree.
+    """
+    now = store.rows(sqlalchemy.select(sqlalchemy.func.now()))[0][0].replace(tzinfo=None)
+    query = sqlalchemy.text(
+        "SELECT t.trial_id, h.heartbeat FROM trials t JOIN studies s ON s.study_id = t.study_id "
+        "JOIN trial_heartbeats h ON h.trial_id = t.trial_id WHERE s.study_name = :name AND t.state = 'RUNNING'"
+    ).columns(trial_id=sqlalchemy.Integer, heartbeat=sqlalchemy.DateTime)
+    return now, {trial_id: beat for trial_id, beat in store.rows(query, name=study_name)}

@@ -7,14 +7,18 @@ the server as the same user.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pwd
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import sqlalchemy
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
@@ -109,3 +113,24 @@ class PgBouncer:
                 self._process.kill()
                 self._process.wait()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_pgbouncer(pg_url: str, password: str, pool_size: int) -> Iterator[PgBouncer]:
+    """A started PgBouncer in front of `pg_url`'s database, for user `sweeper` with `password`.
+
+    Missing PgBouncer fails as root (as CI runs, where `make test` installs it) and skips otherwise.
+    """
+    if not Path(PGBOUNCER).exists():
+        if os.geteuid() == 0:
+            pytest.fail("PgBouncer is missing: make test installs Debian's pgbouncer with apt-get as root")
+        pytest.skip("no pgbouncer (install Debian's pgbouncer; it runs as the postgres user, which needs root)")
+    if os.geteuid() != 0:
+        pytest.skip("PgBouncer refuses root and is started here as the postgres user, which needs root")
+    own_database(pg_url, "sweeper", password)
+    pooler = PgBouncer(pg_url, "sweeper", password, pool_size=pool_size)
+    pooler.start()
+    try:
+        yield pooler
+    finally:
+        pooler.stop()

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from sweeper import studyfile
 from tests.conftest import FIXTURE_DATA, QUICK_TRAINING, ROOT, study_file
 from tests.fleet import assert_exact_budget, trials
-from tests.pgbouncer import PGBOUNCER, PgBouncer, own_database, server_connections
+from tests.pgbouncer import PgBouncer, running_pgbouncer, server_connections
 
 DEPLOY = ROOT / "deploy" / "kubernetes"
 OVERLAYS = sorted(p.name for p in (DEPLOY / "overlays").iterdir())
@@ -123,17 +123,8 @@ def test_workers_job_replaces_stopped_workers_and_ends_with_the_study(overlay: s
 
 @pytest.fixture
 def bouncer(pg_url: str) -> Iterator[PgBouncer]:
-    if not Path(PGBOUNCER).exists():
-        if os.geteuid() == 0:
-            pytest.fail("PgBouncer is missing: make test installs Debian's pgbouncer with apt-get as root")
-        pytest.skip("no pgbouncer (install Debian's pgbouncer; it runs as the postgres user, which needs root)")
-    if os.geteuid() != 0:
-        pytest.skip("PgBouncer refuses root and is started here as the postgres user, which needs root")
-    own_database(pg_url, "sweeper", PASSWORD)
-    pooler = PgBouncer(pg_url, "sweeper", PASSWORD, pool_size=10)
-    pooler.start()
-    yield pooler
-    pooler.stop()
+    with running_pgbouncer(pg_url, PASSWORD, pool_size=10) as pooler:
+        yield pooler
 
 
 def as_process(container: dict, bouncer: PgBouncer, secrets_dir: Path, study: Path) -> tuple[list[str], dict]:
