@@ -3,12 +3,13 @@
 Claims happen under the study lock (a PostgreSQL advisory lock; a file lock beside a SQLite
 file), so the budget is exact however many workers share the study. A claim cut short between
 creating its trial and its first heartbeat (an outage, a kill) is taken over by the next claim.
-Reaping fails and queues again the trials whose heartbeat lapsed, through Optuna's own
-stale-trial check.
+Reaping fails and queues again the trials whose heartbeat lapsed, seen twice a stale limit
+apart (`Reaper`).
 """
 
 from __future__ import annotations
 
+import datetime
 import enum
 import logging
 import time
@@ -22,6 +23,7 @@ from optuna.trial import TrialState
 from sweeper import comparison, confirmation, search, storage
 from sweeper.errors import SweeperError
 from sweeper.heartbeat import Reach
+from sweeper.recording import QUEUED_ATTRS
 from sweeper.storage import Store
 from sweeper.studyfile import StudySpec
 
@@ -125,33 +127,69 @@ class Claim:
 
 
 class Reaper:
-    """Fails (and queues again) the trials of workers that stopped beating, when it is due.
+    """Fails (and queues again) the trials of workers that stopped beating.
 
-    Due every half stale limit, and only once the storage has answered this worker for a whole
-    stale limit: right after an outage every live worker's heartbeat is old, and waiting gives
-    each of them time to beat again, so only the dead stay stale.
+    A slow storage is not a dead worker: a held SQLite write lock, a busy PostgreSQL or an outage
+    delays every live worker's beat. So a trial is reaped only when two looks, a whole stale limit
+    apart, find the same heartbeat, older than the stale limit, and the storage answered this
+    worker all the while; a beat landing between the looks clears it. Looks are due every half
+    stale limit, once the storage has answered this worker for a whole stale limit, and a look is
+    asked for again when an outage cut it short: its retry never acts on what came before the
+    outage. A dead worker's trial is therefore reaped two to two and a half stale limits after
+    its last beat.
     """
 
     def __init__(self, store: Store, study: optuna.Study, spec: StudySpec, reach: Reach, name: str) -> None:
         self._store, self._study, self._spec, self._reach, self._name = store, study, spec, reach, name
         self._next = 0.0
+        self._first_seen: dict[int, tuple[datetime.datetime, float]] = {}
+        """trial id -> (the stale heartbeat seen, when it was first seen)"""
 
     def due(self) -> bool:
         stale = self._spec.fleet.stale_after_seconds
         return time.monotonic() >= self._next and self._reach.steady_for(stale)
 
     def reap(self) -> None:
-        """Take the study lock and reap."""
+        """Take the study lock and reap, if still due."""
         with self._store.lock(self._spec.name):
             self.reap_locked()
 
     def reap_locked(self) -> None:
-        """Reap; the caller holds the study lock."""
-        fleet = self._spec.fleet
-        self._next = time.monotonic() + fleet.stale_after_seconds / 2
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(self._study)
+        """Look, and reap the trials seen stale twice; the caller holds the study lock."""
+        if not self.due():  # a retry after an outage: the live workers have had no time to beat
+            return
+        stale = self._spec.fleet.stale_after_seconds
+        looked = time.monotonic()
+        self._next = looked + stale / 2
+        now, beats = storage.running_heartbeats(self._store, self._spec.name)
+        first_seen = {}
+        for trial_id, beat in beats.items():
+            if (now - beat).total_seconds() <= stale:
+                continue
+            first = self._first_seen.get(trial_id)
+            if first is None or first[0] != beat or not self._reach.steady_since(first[1]):
+                first_seen[trial_id] = (beat, looked)
+            elif looked - first[1] >= stale:
+                self._fail(trial_id, (now - beat).total_seconds())
+            else:
+                first_seen[trial_id] = first
+        self._first_seen = first_seen
+
+    def _fail(self, trial_id: int, silent_for: float) -> None:
+        rdb = self._store.storage
+        reason = f"reaped by {self._name}: no heartbeat for {silent_for:.0f}s (stale after {self._spec.fleet.stale_after_seconds}s)"
+        try:
+            rdb.set_trial_user_attr(trial_id, "fail_reason", reason)
+            if not rdb.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                return
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return  # its worker finished it after all
+        frozen = rdb.get_trial(trial_id)
+        log.warning("%s: trial %d failed and queued again: %s", self._name, frozen.number, reason)
+        frozen.user_attrs = {key: value for key, value in frozen.user_attrs.items() if key in QUEUED_ATTRS}
+        queue_retry = rdb.get_heartbeat_stale_trial_callback()
+        if queue_retry is not None:
+            queue_retry(self._study, frozen)
 
 
 def claim(store: Store, study: optuna.Study, spec: StudySpec, reaper: Reaper, name: str) -> Claim:

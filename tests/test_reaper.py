@@ -1,0 +1,146 @@
+"""The reaper against a slow storage and an outage: a live trial whose beat is late is never reaped.
+
+Each test holds a real trial with a real heartbeat thread, makes its beats late the way a busy
+storage does (SQLite's write lock held by another connection, the heartbeat row locked in
+PostgreSQL, the server stopped), and has a second worker's reaper look all along. Only a trial
+whose worker is really gone may be reaped, with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy
+from optuna.trial import TrialState
+
+from sweeper import fleet, retry, storage, studyfile, urls
+from sweeper.heartbeat import Heartbeat, Reach
+from sweeper.storage import Store
+from tests.conftest import study_file
+
+STALE = 4  # seconds; beats every second, as the smoke study
+
+
+def _open(url: str, tmp_path: Path) -> tuple[Store, optuna.Study, studyfile.StudySpec]:
+    spec = studyfile.load(study_file(tmp_path, study={"name": "reaped", "budget": 4}, baselines=[]))
+    store = storage.connect(urls.resolve_url(url), heartbeat_seconds=1, stale_after_seconds=STALE, max_retries=1)
+    return store, fleet.open_study(store, spec), spec
+
+
+def _claimed_and_beating(store: Store, study: optuna.Study, spec: studyfile.StudySpec) -> tuple[int, Heartbeat]:
+    """A trial claimed as a worker claims it, with its heartbeat thread beating every second."""
+    claim = fleet.claim(store, study, spec, fleet.Reaper(store, study, spec, Reach(), "victim"), "victim")
+    assert claim.trial is not None
+    beat = Heartbeat(store.storage, 1, Reach())
+    beat.start()
+    beat.hold(claim.trial._trial_id)
+    return claim.trial._trial_id, beat
+
+
+def _look_until(reaper: fleet.Reaper, store: Store, seconds: float) -> None:
+    """Reap as a worker does, whenever due, for `seconds`."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if reaper.due():
+            reaper.reap()
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _beats_held(url: str, trial_id: int) -> Iterator[None]:
+    """Heartbeat writes wait: SQLite's write lock, or the trial's heartbeat row locked in PostgreSQL."""
+    if urls.is_sqlite(url):
+        connection = sqlite3.connect(sqlalchemy.engine.make_url(url).database, isolation_level=None)
+        connection.execute("BEGIN IMMEDIATE")  # readers still read; every writer waits
+        try:
+            yield
+        finally:
+            connection.execute("ROLLBACK")
+            connection.close()
+        return
+    engine = sqlalchemy.create_engine(urls.resolve_url(url), poolclass=sqlalchemy.pool.NullPool)
+    with engine.connect() as connection:
+        locked = connection.execute(
+            sqlalchemy.text("SELECT trial_id FROM trial_heartbeats WHERE trial_id = :id FOR UPDATE"), {"id": trial_id}
+        ).all()
+        assert locked, "the claim wrote the trial's first heartbeat"
+        yield
+        connection.rollback()
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_beat_delayed_past_the_stale_limit_by_a_slow_storage_is_not_a_dead_worker(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:///{tmp_path / 'slow.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    victim, study, spec = _open(url, tmp_path)
+    other = storage.connect(urls.resolve_url(url), heartbeat_seconds=1, stale_after_seconds=STALE, max_retries=1)
+    reaper = fleet.Reaper(other, study, spec, Reach(), "other")
+    trial_id, beat = _claimed_and_beating(victim, study, spec)
+    try:
+        with _beats_held(url, trial_id):
+            _look_until(reaper, other, 1.5 * STALE)  # the beat is older than the stale limit for seconds
+        _look_until(reaper, other, 2 * STALE)
+        trial = victim.storage.get_trial(trial_id)
+        assert trial.state == TrialState.RUNNING, trial.user_attrs.get("fail_reason")
+    finally:
+        beat.stop()
+        victim.close()
+        other.close()
+
+
+def test_a_dead_workers_trial_is_reaped_with_its_reason_and_queued_again(tmp_path: Path) -> None:
+    store, study, spec = _open(f"sqlite:///{tmp_path / 'dead.db'}", tmp_path)
+    trial_id, beat = _claimed_and_beating(store, study, spec)
+    beat.stop()  # the worker is gone: no beat after this one
+    reaper = fleet.Reaper(store, study, spec, Reach(), "other")
+    try:
+        end = time.monotonic() + 6 * STALE
+        while store.storage.get_trial(trial_id).state == TrialState.RUNNING and time.monotonic() < end:
+            _look_until(reaper, store, 0.5)
+        trial = store.storage.get_trial(trial_id)
+        assert trial.state == TrialState.FAIL
+        assert trial.user_attrs["fail_reason"].startswith("reaped by other: no heartbeat for ")
+        queued = study.get_trials(states=(TrialState.WAITING,))
+        assert [t.params for t in queued] == [trial.params] and "fail_reason" not in queued[0].user_attrs
+    finally:
+        store.close()
+
+
+def test_an_outage_that_begins_during_a_reap_reaps_no_live_trial(throwaway_pg, tmp_path: Path) -> None:
+    url = throwaway_pg.url
+    victim, study, spec = _open(url, tmp_path)
+    other = storage.connect(urls.resolve_url(url), heartbeat_seconds=1, stale_after_seconds=STALE, max_retries=1)
+    reach = Reach()
+    reaper = fleet.Reaper(other, study, spec, reach, "other")
+    trial_id, beat = _claimed_and_beating(victim, study, spec)
+    try:
+        while not reaper.due():  # the reap is due, and starts ...
+            time.sleep(0.1)
+        throwaway_pg.stop("immediate")  # ... as the server goes away
+        reaping = threading.Thread(
+            target=retry.retrying,
+            args=(reaper.reap, "reaping stale trials"),
+            kwargs={"url": other.url, "on_transient": reach.failed, "patience_seconds": 120},
+        )
+        reaping.start()
+        time.sleep(STALE + 2)  # every live beat is now older than the stale limit
+        throwaway_pg.start()
+        with _beats_held(url, trial_id):  # the victim's first beat after the return comes late
+            reaping.join(120)
+        assert not reaping.is_alive()
+        _look_until(reaper, other, 2 * STALE)
+        trial = victim.storage.get_trial(trial_id)
+        assert trial.state == TrialState.RUNNING, trial.user_attrs.get("fail_reason")
+    finally:
+        beat.stop()
+        victim.close()
+        other.close()
