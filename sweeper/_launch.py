@@ -3,17 +3,17 @@
 Importing the CLI (Optuna, SQLAlchemy, NumPy) takes seconds on a busy host; until the worker
 installs its own handlers there is nothing to clean up, so SIGTERM then exits 0, as it does at
 any later moment. A storage URL typed with its password would stay in the process table (`ps`)
-for the worker's whole life; the process title is rewritten with the password masked.
+for the worker's whole life; the process title is rewritten with the password masked, which
+cannot hide it from the first instant, so a line says so.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sys
 
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]+@")
+from sweeper._masking import mask_url_text
 
 
 def stopped_exit_code() -> int:
@@ -34,11 +34,16 @@ def _exit_cleanly(_signum: int, _frame: object) -> None:
 
 
 def _hide_passwords(argv: list[str]) -> None:
-    masked = [_PASSWORD_IN_URL.sub(r"\1***@", arg) for arg in argv]
+    masked = [mask_url_text(arg) for arg in argv]
     if masked != argv:
         import setproctitle  # only where a password was typed: GPU images without it still run
 
         setproctitle.setproctitle(" ".join([sys.executable, "-m", "sweeper", *masked[1:]]))
+        print(
+            "sweeper: warning: a password typed on the command line is visible to other users in the "
+            "process table (ps) while sweeper starts; put it in SWEEPER_STORAGE_PASSWORD_FILE instead",
+            file=sys.stderr,
+        )
 
 
 def main() -> int:

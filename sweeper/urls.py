@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from sweeper._masking import mask_url_text
 from sweeper.errors import StorageError
 
 DEFAULT_URL = "sqlite:///sweeper.db"
@@ -35,39 +37,50 @@ def _parse(url: str) -> URL:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("postgresql", "sqlite"):  # the study lock and batched writes know these two
         raise StorageError(f"unknown storage scheme {parsed.drivername!r}: use postgresql://... or sqlite:///...", 2)
+    if "@" in (parsed.host or ""):
+        raise StorageError(
+            f"storage URL {mask(url)}: its password holds an '@'; write it as %40, "
+            "or put the password in the file named by SWEEPER_STORAGE_PASSWORD_FILE",
+            2,
+        )
     password_file = os.environ.get("SWEEPER_STORAGE_PASSWORD_FILE")
     if password_file and parsed.password is None and parsed.get_backend_name() == "postgresql":
         try:
-            parsed = parsed.set(password=Path(password_file).read_text().strip())
+            parsed = parsed.set(password=Path(password_file).read_text(encoding="utf-8").strip())
         except OSError as exc:
             raise StorageError(
                 f"cannot read SWEEPER_STORAGE_PASSWORD_FILE {password_file}: {exc.strerror}", 2
             ) from None
+        except UnicodeDecodeError:
+            raise StorageError(f"SWEEPER_STORAGE_PASSWORD_FILE {password_file} is not UTF-8 text", 2) from None
     return parsed
 
 
 def render(url: URL) -> str:
-    if url.password:
-        _SECRETS.add(str(url.password))
+    """The URL as the driver takes it; every form of its password is remembered for `redact`."""
+    query_passwords = url.query.get("password", ())
+    for password in [url.password, *([query_passwords] if isinstance(query_passwords, str) else query_passwords)]:
+        if password:
+            _SECRETS.update({str(password), quote(str(password), safe=""), quote_plus(str(password))})
     return url.render_as_string(hide_password=False)
 
 
 def redact(text: str) -> str:
     """Any text with every password this process has seen replaced by ***."""
-    for secret in _SECRETS:
+    for secret in sorted(_SECRETS, key=len, reverse=True):  # a longer form before its part
         text = text.replace(secret, "***")
     return text
 
 
 def mask(url: str) -> str:
-    """The URL with its password replaced by ***, for anything a person or a log may see."""
+    """The URL with its password (in the user part or the query) replaced by ***, for anything a
+    person or a log may see."""
     try:
-        parsed = make_url(url)
+        make_url(url)
     except (ArgumentError, ValueError):
         return "<unparsable storage URL>"
-    if parsed.drivername == "postgresql+psycopg":
-        parsed = parsed.set(drivername="postgresql")  # as users write it; psycopg is our detail
-    return parsed.render_as_string(hide_password=True)
+    as_written = url.replace("postgresql+psycopg://", "postgresql://", 1)  # as users write it; psycopg is our detail
+    return mask_url_text(as_written)
 
 
 def is_sqlite(url: str) -> bool:

@@ -32,6 +32,7 @@ from tests.conftest import (
     sweeper_main,
 )
 from tests.fleet import proc_status, trials, wait_for
+from tests.pgbouncer import free_port
 from tests.pgserver import ThrowawayPostgres
 
 SMOKE_TEXT = (ROOT / "studies" / "smoke.toml").read_text()
@@ -459,6 +460,35 @@ def test_a_password_typed_in_the_url_leaves_the_process_table(pg_url: str, cli_e
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(60) == 0
         log.close()
+
+
+@pytest.mark.parametrize("userinfo, query", [("postgres:Typed pw 9141@", ""), ("postgres@", "?password=Typed-pw-9141")])
+def test_a_password_in_any_form_leaves_the_process_table_with_a_warning(
+    userinfo: str, query: str, cli_env: dict, tmp_path: Path
+) -> None:
+    url = f"postgresql://{userinfo}127.0.0.1:{free_port()}/nowhere{query}"  # nothing listens: it retries
+    env = {**cli_env, "SWEEPER_CONNECT_TIMEOUT": "120"}
+    process = subprocess.Popen(sweeper_command("studies", "--storage", url), env=env, cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: "***" in Path(f"/proc/{process.pid}/cmdline").read_text(), what="the masked title")
+        assert "9141" not in Path(f"/proc/{process.pid}/cmdline").read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert "9141" not in stderr
+    assert "visible to other users in the process table (ps) while sweeper starts" in stderr
+    assert "SWEEPER_STORAGE_PASSWORD_FILE" in stderr
+
+
+def test_a_query_password_never_shows_in_what_sweeper_prints(pg_url: str, capsys, tmp_path: Path) -> None:
+    url = f"{pg_url}?password=Query-pw-5521"  # the local server trusts 127.0.0.1: any password works
+    for listing in (
+        sweeper_main(capsys, "studies", "--storage", url),
+        sweeper_main(capsys, "studies", "-f", "json", "--storage", url),
+    ):
+        assert listing.returncode == 0, listing.stderr
+        assert "Query-pw-5521" not in listing.stdout + listing.stderr and "password=***" in listing.stdout
 
 
 def _catches_sigterm(pid: int) -> bool:

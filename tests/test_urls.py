@@ -41,3 +41,34 @@ def test_mistakes_are_bad_input_and_never_show_the_password(url: str, message: s
     with pytest.raises(StorageError, match=message) as caught:
         urls.resolve_url(url)
     assert caught.value.exit_code == 2 and "pw@" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "typed, secret",
+    [
+        ("postgresql://alice@db/x?password=Qp-7731", "Qp-7731"),
+        ("postgresql://alice@db/x?passfile=/run/pgpass&password=Qp%207731", "Qp 7731"),
+        ("postgresql://alice:Qp%407731@db/x", "Qp@7731"),
+        ("postgresql://alice:Qp 7731@db:5432/x", "Qp 7731"),
+    ],
+)
+def test_every_form_of_a_password_libpq_takes_is_masked_and_redacted(typed: str, secret: str) -> None:
+    resolved = urls.resolve_url(typed)
+    encoded = {secret, secret.replace(" ", "%20"), secret.replace(" ", "+"), secret.replace("@", "%40")}
+    assert "***" in urls.mask(resolved) and not any(form in urls.mask(resolved) for form in encoded)
+    said = urls.redact(f"connecting to {resolved} failed: password {secret!r} rejected")
+    assert not any(form in said for form in encoded), said
+
+
+def test_an_unencoded_at_in_the_password_is_refused_without_showing_any_of_it() -> None:
+    with pytest.raises(StorageError, match="holds an '@'; write it as %40") as caught:
+        urls.resolve_url("postgresql://alice:Qp@7731@db/x")
+    assert caught.value.exit_code == 2 and "Qp" not in str(caught.value) and "7731" not in str(caught.value)
+
+
+def test_a_password_file_that_is_not_utf8_is_bad_input(tmp_path, monkeypatch) -> None:
+    (tmp_path / "pw").write_bytes(b"\xff\xfe-not-text")
+    monkeypatch.setenv("SWEEPER_STORAGE_PASSWORD_FILE", str(tmp_path / "pw"))
+    with pytest.raises(StorageError, match="is not UTF-8 text") as caught:
+        urls.resolve_url("postgresql://bob@db/x")
+    assert caught.value.exit_code == 2
