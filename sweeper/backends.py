@@ -28,6 +28,22 @@ def resolve(cli_value: str | None) -> str:
     return name
 
 
+def require_installed(backend: str) -> None:
+    """Refuse to join a study with a backend this machine cannot import: every trial would fail.
+
+    Looked up, not imported: the worker never imports Keras (the training child does, seconds later).
+    """
+    import importlib.util
+
+    missing = [module for module in (backend, "keras") if importlib.util.find_spec(module) is None]
+    if missing:
+        raise SweeperError(
+            f"the Keras backend {backend!r} cannot be used here: {' and '.join(missing)} not installed "
+            f"(install sweeper[{_GPU_EXTRA[backend]}], or choose another with --backend or KERAS_BACKEND)",
+            2,
+        )
+
+
 def child_env(backend: str, gpu_index: int | None, workers_per_gpu: int) -> dict[str, str]:
     """Environment for a training child: its backend, its one GPU (or none), and GPU memory rules.
 

@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--allow-space-change", action="store_true", help="continue a study whose search space was edited"
         )
         p.add_argument("--allow-budget-change", action="store_true", help="give a running study the file's new budget")
+        p.add_argument(
+            "--allow-settings-change",
+            action="store_true",
+            help="continue a study whose [training], [data], [model], [fleet], [confirm] or [compare] was edited",
+        )
 
     def gpu_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -134,8 +139,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     spec = studyfile.load(args.study_file)
     backend = backends.resolve(args.backend)
     url = urls.resolve_url(args.storage)
+    backends.require_installed(backend)
     models_url = kept_models.store_url(spec.artifacts, url)
-    model_store = model_stores.open_store(models_url)  # checked now, not after a trial has trained
+    model_store = model_stores.open_store(models_url) if models_url else None  # checked now, not after training
     stop = threading.Event()
     install_signal_handlers(lambda _reason: stop.set())  # until a trial can be running
     folder, own = data.worker_folder(spec, data.resolve_data_dir(args.data_dir), backend)
@@ -151,7 +157,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     try:
         study = retry.retrying(
             lambda: open_study(
-                store, spec, allow_space_change=args.allow_space_change, allow_budget_change=args.allow_budget_change
+                store,
+                spec,
+                allow_space_change=args.allow_space_change,
+                allow_budget_change=args.allow_budget_change,
+                allow_settings_change=args.allow_settings_change,
             ),
             "opening the study",
             url=url,
@@ -160,9 +170,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
             spec, store, study, folder, n_trials=args.n_trials, gpu=gpu, backend=backend, stop=stop,
             on_event=events.JsonLines() if args.events == "json" else lambda _event: None,
             epoch_lines=not args.no_epoch_lines, verbose=args.verbose or args.debug,
-            keeper=kept_models.ModelKeeper(model_store, spec.artifacts.keep_top, lambda: store.lock(spec.name)),
+            keeper=kept_models.ModelKeeper(model_store, spec.artifacts.keep_top, lambda: store.lock(spec.name))
+            if model_store else None,
         )  # fmt: skip
         install_signal_handlers(worker.request_stop)
+        if model_store is None:
+            log.info("%s: %s", worker.name, kept_models.NOT_KEPT)
         log.info("%s: joined study %s on %s (%s, GPU %s)", worker.name, spec.name, urls.mask(url), backend, gpu.label)
         return worker.run()
     finally:
@@ -179,7 +192,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     spec = studyfile.load(args.study_file)
     backend = backends.resolve(args.backend)
     url = urls.resolve_url(args.storage)
-    model_stores.open_store(kept_models.store_url(spec.artifacts, url))  # one clear error, not one per worker
+    backends.require_installed(backend)
+    models_url = kept_models.store_url(spec.artifacts, url)
+    if models_url:
+        model_stores.open_store(models_url)  # one clear error, not one per worker
     # once, before the workers race for it; a user's loader and builder are checked here, not in each worker
     folder = data.prepare_for(spec, spec.source, data.resolve_data_dir(args.data_dir), backend)
     flags = [flag for flag, on in (("--debug", args.debug), ("--verbose", args.verbose)) if on]
@@ -187,6 +203,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     worker_args += ["--data-dir", args.data_dir] if args.data_dir else []
     worker_args += _gpu_args(args, backend)
     worker_args += [flag for flag, on in (("--allow-space-change", args.allow_space_change),
+                                          ("--allow-settings-change", args.allow_settings_change),
                                           ("--allow-budget-change", args.allow_budget_change),
                                           ("--no-epoch-lines", args.no_epoch_lines)) if on]  # fmt: skip
     live = not args.no_live and sys.stderr.isatty()

@@ -149,8 +149,12 @@ class _QuietHandler(WSGIRequestHandler):
 
 def _model_store(url: str) -> ModelStore | None:
     """The kept models' store ($SWEEPER_ARTIFACTS, else beside a SQLite file), so trial pages list them."""
+    models_url = kept_models.store_url(Artifacts(), url)
+    if models_url is None:
+        log.info("dashboard: trials' models not listed (no store: set %s)", kept_models.ENV)
+        return None
     try:
-        return model_stores.open_store(kept_models.store_url(Artifacts(), url), create=False)
+        return model_stores.open_store(models_url, create=False)
     except SweeperError as exc:
         log.info("dashboard: trials' models not listed (%s)", str(exc).split(":", 1)[0])
         return None

@@ -27,7 +27,10 @@ TOLERANCE = 0.001
 def _study_and_store(store: Store, study_name: str) -> tuple[optuna.Study, StudySpec, ModelStore]:
     study = studies.load_study(store, study_name)
     spec = StudySpec.model_validate(study.user_attrs["spec"])
-    return study, spec, model_stores.open_store(kept_models.store_url(spec.artifacts, store.url), create=False)
+    models_url = kept_models.store_url(spec.artifacts, store.url)
+    if models_url is None:
+        raise SweeperError(f"study {study_name!r} kept no models: {kept_models.NOT_KEPT}", 2)
+    return study, spec, model_stores.open_store(models_url, create=False)
 
 
 def _download(models: ModelStore, artifact_id: str, out: Path, number: int) -> None:

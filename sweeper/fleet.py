@@ -36,8 +36,17 @@ class SpaceChangedError(SweeperError):
     """The study file's search space differs from the one the study was created with."""
 
 
+SETTINGS = ("training", "data", "model", "fleet", "confirm", "compare")
+"""The sections that say how a trial trains and is counted: every trial of a study must share them."""
+
+
 def open_study(
-    store: Store, spec: StudySpec, *, allow_space_change: bool = False, allow_budget_change: bool = False
+    store: Store,
+    spec: StudySpec,
+    *,
+    allow_space_change: bool = False,
+    allow_budget_change: bool = False,
+    allow_settings_change: bool = False,
 ) -> optuna.Study:
     """Create the study or join it; enqueue the baselines exactly once, whoever comes first."""
     with store.lock(spec.name), warnings.catch_warnings():
@@ -60,6 +69,8 @@ def open_study(
                 "Give the study a new [study] name to start afresh, or pass --allow-space-change to continue "
                 "this one with the new space (past trials keep their old values)."
             )
+        if "spec" in attrs and not allow_settings_change:
+            _refuse_other_settings(spec, attrs["spec"])
         budget = attrs.get("budget")
         if budget is not None and budget != spec.study.budget and not allow_budget_change:
             raise SweeperError(
@@ -81,10 +92,32 @@ def open_study(
     return study
 
 
-def _differences(before: Any, after: Any, path: str = "space") -> list[str]:
+def _refuse_other_settings(spec: StudySpec, stored: dict[str, Any]) -> None:
+    """A second study file of the same name that trains or counts differently would mix its trials
+    with the study's; a key the stored study lacks (written by an older sweeper) is not a change."""
+    now = spec.model_dump(mode="json", include=set(SETTINGS))
+    changes = [
+        change
+        for section in SETTINGS
+        for change in _differences(stored.get(section), now.get(section), section, new_keys_count=False)
+    ]
+    if changes:
+        raise SweeperError(
+            f"study {spec.name!r} was created with other settings ({'; '.join(changes)}).\n"
+            "Give the study a new [study] name to start afresh, or pass --allow-settings-change to continue "
+            "this one with the new settings (past trials keep how they were trained).",
+            2,
+        )
+
+
+def _differences(before: Any, after: Any, path: str = "space", *, new_keys_count: bool = True) -> list[str]:
     if isinstance(before, dict) and isinstance(after, dict):
-        keys = sorted(set(before) | set(after))
-        return [d for key in keys for d in _differences(before.get(key), after.get(key), f"{path}.{key}")]
+        keys = sorted(set(before) | set(after) if new_keys_count else set(before))
+        return [
+            d
+            for key in keys
+            for d in _differences(before.get(key), after.get(key), f"{path}.{key}", new_keys_count=new_keys_count)
+        ]
     return [] if before == after else [f"{path}: {before!r} -> {after!r}"]
 
 

@@ -29,8 +29,19 @@ log = logging.getLogger("sweeper.kept_models")
 REMOVED = "models_removed"
 
 
-def store_url(artifacts: Artifacts, storage_url: str) -> str:
-    """The study file's store, else `$SWEEPER_ARTIFACTS`, else `NAME-artifacts/` beside a SQLite file."""
+NOT_KEPT = (
+    f"models are not kept: this PostgreSQL study names no store for them; to keep the best, set {ENV}=file:///path "
+    "(a folder every worker, the dashboard and the report can reach) or s3://bucket/prefix, or [artifacts] store "
+    "in the study file"
+)
+
+
+def store_url(artifacts: Artifacts, storage_url: str) -> str | None:
+    """The study file's store, else `$SWEEPER_ARTIFACTS`, else `NAME-artifacts/` beside a SQLite file.
+
+    None for a PostgreSQL study with neither: its workers may run on many hosts, and no folder is
+    known to be shared by all, so models are not kept rather than the sweep refused (`NOT_KEPT`).
+    """
     if artifacts.store:
         return artifacts.store
     if os.environ.get(ENV):
@@ -38,10 +49,7 @@ def store_url(artifacts: Artifacts, storage_url: str) -> str:
     if urls.is_sqlite(storage_url):
         database = Path(make_url(storage_url).database or "sweeper.db").resolve()
         return f"file://{database.with_name(database.stem + '-artifacts')}"
-    raise SweeperError(
-        f"no store for the trained models of this PostgreSQL study: set {ENV}=file:///path (a folder every "
-        "worker, the dashboard and the report can reach) or s3://bucket/prefix, or [artifacts] store in the study file"
-    )
+    return None
 
 
 class ModelKeeper:

@@ -3,6 +3,7 @@ test_user_code (a user's model) and test_benchmarks (the GPU check's tutorial CN
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from sweeper import backends, gpus
 from sweeper.errors import SweeperError
-from tests.conftest import run_sweeper, study_file
+from tests.conftest import ROOT, run_sweeper, study_file, sweeper_main
 
 
 def test_backend_comes_from_the_flag_then_the_environment_then_tensorflow(monkeypatch) -> None:
@@ -60,3 +61,21 @@ def test_worker_told_to_require_a_gpu_on_a_host_without_one_exits_2(cli_env: dic
         "sweeper: error: --gpu require: no GPU found on this host (nvidia-smi lists none); use --gpu auto to allow the CPU"
     ]
     assert not (tmp_path / "sweeper.db").exists(), "nothing is written before the GPU is settled"
+
+
+@pytest.mark.parametrize("command", ["worker", "sweep"])
+def test_a_backend_that_cannot_be_imported_is_refused_before_the_study_is_touched(
+    command: str, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    assert importlib.util.find_spec("torch") is None, (
+        "this test needs a backend missing here: the test venv has no torch"
+    )
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    database = tmp_path / "never.db"
+    result = sweeper_main(capsys, command, str(ROOT / "studies" / "smoke.toml"), "--storage", f"sqlite:///{database}")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "sweeper: error: the Keras backend 'torch' cannot be used here: torch not installed "
+        "(install sweeper[torch], or choose another with --backend or KERAS_BACKEND)"
+    ]
+    assert not database.exists()

@@ -433,6 +433,34 @@ def test_a_budget_change_through_another_file_is_refused_unless_asked(
     )  # put back for the other tests
 
 
+@pytest.mark.parametrize(
+    "edit, difference",
+    [
+        (("epochs = 2", "epochs = 3"), "training.epochs: 2 -> 3"),
+        (("split_seed = 777", "split_seed = 778"), "training.split_seed: 777 -> 778"),
+        (("max_train_images = 300", "max_train_images = 200"), "training.max_train_images: 300 -> 200"),
+    ],
+    ids=["epochs", "split-seed", "images"],
+)
+def test_a_second_file_with_the_study_name_and_other_settings_is_refused_unless_asked(
+    edit: tuple[str, str], difference: str, populated: str, capsys, tmp_path: Path
+) -> None:
+    path = tmp_path / "smoke.toml"
+    path.write_text(SMOKE_TEXT.replace(*edit))
+    before = snapshot(populated)
+    result = sweeper_main(capsys, "worker", str(path), "--storage", populated, "--data-dir", str(FIXTURE_DATA))
+    assert_refused(result, 2, re.escape(f"study 'smoke' was created with other settings ({difference})"))
+    assert "--allow-settings-change" in result.stderr
+    assert snapshot(populated) == before
+    spec = studyfile.parse(path.read_text())
+    _open(populated, spec, allow_settings_change=True)
+    with pytest.raises(SweeperError, match=re.escape(difference.split(": ")[0])):
+        _open(populated, studyfile.load(ROOT / "studies" / "smoke.toml"))
+    _open(
+        populated, studyfile.load(ROOT / "studies" / "smoke.toml"), allow_settings_change=True
+    )  # put back for the other tests
+
+
 def _open(url: str, spec: studyfile.StudySpec, **options: bool) -> None:
     store = storage.connect(urls.resolve_url(url))
     try:

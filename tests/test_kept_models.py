@@ -19,8 +19,8 @@ from optuna.trial import TrialState
 import sweeper
 from sweeper import kept_models, model_stores, storage
 from sweeper.errors import SweeperError
-from tests.conftest import FIXTURE_DATA, _fresh_database, run_sweeper, study_file, sweeper_main
-from tests.fleet import trials
+from tests.conftest import FIXTURE_DATA, QUICK_TRAINING, _fresh_database, run_sweeper, study_file, sweeper_main
+from tests.fleet import FINISHED, trials
 
 
 @pytest.fixture(scope="module")
@@ -90,13 +90,10 @@ def test_exporting_what_is_not_kept_is_a_clear_error(swept, tmp_path: Path, caps
         assert "Traceback" not in result.stderr
 
 
-def test_a_postgresql_worker_without_a_model_store_stops_before_touching_the_database(
+def test_a_postgresql_worker_with_a_bad_model_store_stops_before_touching_the_database(
     pg_url: str, tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    monkeypatch.delenv("SWEEPER_ARTIFACTS", raising=False)
     path = str(study_file(tmp_path, study={"name": "nowhere", "budget": 1}))
-    result = sweeper_main(capsys, "worker", path, "--storage", pg_url)
-    assert result.returncode == 2 and "set SWEEPER_ARTIFACTS=file:///path" in result.stderr
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     monkeypatch.setenv("SWEEPER_ARTIFACTS", f"file://{blocked}")
@@ -150,3 +147,17 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_a_postgresql_worker_without_a_model_store_sweeps_and_says_models_are_not_kept(
+    pg_url: str, cli_env: dict, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in cli_env.items() if k != "SWEEPER_ARTIFACTS"}
+    path = study_file(tmp_path, study={"name": "unkept", "budget": 1}, training=QUICK_TRAINING)
+    result = run_sweeper("worker", str(path), "--storage", pg_url, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "models are not kept: this PostgreSQL study names no store for them" in result.stderr
+    assert "set SWEEPER_ARTIFACTS=file:///path" in result.stderr
+    (trial,) = trials(pg_url, "unkept")
+    assert trial.state in FINISHED and not trial.user_attrs.get("model_saved")
+    assert not list(tmp_path.glob("*artifacts*")) and not (tmp_path / "models").exists()
