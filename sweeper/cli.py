@@ -142,6 +142,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     backends.require_installed(backend)
     models_url = kept_models.store_url(spec.artifacts, url)
     model_store = model_stores.open_store(models_url) if models_url else None  # checked now, not after training
+    if models_url:
+        kept_models.check_room(models_url, url, spec.artifacts.keep_top)
     stop = threading.Event()
     install_signal_handlers(lambda _reason: stop.set())  # until a trial can be running
     folder, own = data.worker_folder(spec, data.resolve_data_dir(args.data_dir), backend)
@@ -247,11 +249,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.out:
-        try:
-            with open(args.out, "w", encoding="utf-8") as f:
-                f.write(output)
-        except OSError as exc:
-            raise SweeperError(f"cannot write {args.out}: {exc.strerror}", 1) from None
+        from pathlib import Path
+
+        from sweeper.outfiles import writing
+
+        with writing(Path(args.out)) as out:
+            out.write_text(output, encoding="utf-8")
         log.info("report written to %s", args.out)
     else:
         print(output)

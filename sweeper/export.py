@@ -18,6 +18,7 @@ from sweeper import backends, data, kept_models, model_stores, studies, urls
 from sweeper.child_output import filtered_stderr
 from sweeper.errors import SweeperError
 from sweeper.model_stores import ModelStore
+from sweeper.outfiles import writing
 from sweeper.storage import Store, connect
 from sweeper.studyfile import StudySpec
 
@@ -35,11 +36,10 @@ def _study_and_store(store: Store, study_name: str) -> tuple[optuna.Study, Study
 
 def _download(models: ModelStore, artifact_id: str, out: Path, number: int) -> None:
     try:
-        optuna.artifacts.download_artifact(artifact_store=models, file_path=str(out), artifact_id=artifact_id)
+        with writing(out):
+            optuna.artifacts.download_artifact(artifact_store=models, file_path=str(out), artifact_id=artifact_id)
     except optuna.artifacts.exceptions.ArtifactNotFound:
         raise SweeperError(f"trial {number}'s model file is missing from the store") from None
-    except OSError as exc:
-        raise SweeperError(f"cannot write {out}: {exc.strerror or exc}") from None
 
 
 def export(
@@ -52,8 +52,6 @@ def export(
         trial, artifact_id = kept_models.kept_model(study, number)
     finally:
         store.close()
-    if out.exists() and out.is_dir():
-        raise SweeperError(f"--out {out} is a folder; give a file name such as {out / 'model.keras'}")
     _download(models, artifact_id, out, trial.number)
     if not evaluate:
         return f"trial {trial.number}: val_acc recorded {trial.value:.4f} (not re-evaluated) -> {out}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -50,6 +51,33 @@ def store_url(artifacts: Artifacts, storage_url: str) -> str | None:
         database = Path(make_url(storage_url).database or "sweeper.db").resolve()
         return f"file://{database.with_name(database.stem + '-artifacts')}"
     return None
+
+
+TUTORIAL_MODEL_BYTES = 10_000_000
+"""A kept model of the tutorial's CNN (weights and optimizer state), the guess before any is kept."""
+
+
+def check_room(models_url: str, storage_url: str, keep_top: int) -> None:
+    """Warn at start when the models' folder has less room than `keep_top` models need.
+
+    The default folder sits beside a SQLite database, on its disk: models filling it would leave
+    no room to record the trials' results. Sized by the largest model kept so far.
+    """
+    if not models_url.startswith("file://"):
+        return
+    folder = Path(models_url.removeprefix("file://"))
+    sizes = [entry.stat().st_size for entry in folder.iterdir() if entry.is_file()]
+    need = keep_top * max(sizes, default=TUTORIAL_MODEL_BYTES)
+    free = shutil.disk_usage(folder).free
+    if free >= need:
+        return
+    database = Path(make_url(storage_url).database or "") if urls.is_sqlite(storage_url) else None
+    shared = database is not None and database.parent.exists() and database.parent.stat().st_dev == folder.stat().st_dev
+    log.warning(
+        "the disk of the model store %s has %.0f MB free, less than the %.0f MB its best %d models need%s; "
+        "free space, lower [artifacts] keep_top, or set %s elsewhere",
+        folder, free / 1e6, need / 1e6, keep_top, " and shares it with the study's database" if shared else "", ENV,
+    )  # fmt: skip
 
 
 class ModelKeeper:

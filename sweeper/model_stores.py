@@ -10,6 +10,7 @@ never printed.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import uuid
 from pathlib import Path
@@ -52,6 +53,29 @@ class _Prefixed:
         self._store.remove(self._key(artifact_id))
 
 
+class _NoPartialFiles:
+    """A folder store whose failed write (a full disk) removes what it wrote: the space goes back
+    to the study's database, whose next write records the trial's result, and no truncated model
+    is left to be downloaded later."""
+
+    def __init__(self, store: ModelStore) -> None:
+        self._store = store
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        return self._store.open_reader(artifact_id)
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        try:
+            self._store.write(artifact_id, content_body)
+        except OSError:
+            with contextlib.suppress(Exception):  # nothing may have been written at all
+                self._store.remove(artifact_id)
+            raise
+
+    def remove(self, artifact_id: str) -> None:
+        self._store.remove(artifact_id)
+
+
 def check_url(url: str) -> str:
     """`url` if it names a store this can open; a ValueError saying what is expected otherwise."""
     parts = urlsplit(url)
@@ -78,7 +102,7 @@ def open_store(url: str, *, create: bool = True) -> ModelStore:
             raise SweeperError(f"model store {url} does not exist (no model was kept there yet)")
     except OSError as exc:
         raise SweeperError(f"model store {url} is not writable: {exc.strerror or exc}") from None
-    return FileSystemArtifactStore(folder)
+    return _NoPartialFiles(FileSystemArtifactStore(folder))
 
 
 def _open_s3(url: str, *, create: bool) -> ModelStore:

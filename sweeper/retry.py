@@ -23,6 +23,7 @@ from sweeper.urls import mask, redact
 log = logging.getLogger("sweeper.storage")
 T = TypeVar("T")
 _PERMANENT = ("password authentication failed", "does not exist", "no password supplied", "role ")
+_DISK_FULL = ("database or disk is full", "No space left on device", "could not extend file")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -47,7 +48,12 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.connection_invalidated:
         return True
-    return not any(marker in str(cause) for marker in _PERMANENT)
+    return not any(marker in str(cause) for marker in (*_PERMANENT, *_DISK_FULL))
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLite's or PostgreSQL's disk is full: no retry helps until someone frees space."""
+    return any(marker in str(exc.__cause__ or exc) for marker in _DISK_FULL)
 
 
 def retrying(
@@ -69,6 +75,11 @@ def retrying(
         try:
             return action()
         except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+            if is_disk_full(exc):
+                raise StorageError(
+                    f"storage {mask(url)}: the disk is full ({what} failed: {redact(_first_line(exc))}); free space, "
+                    "then start the worker again: a trial it was running is reaped and queued again"
+                ) from None
             if not is_transient(exc):
                 raise StorageError(f"storage {mask(url)}: {what} failed: {redact(_first_line(exc))}") from None
             if on_transient is not None:
