@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import optuna
 
 from sweeper import backends, data, events, retry, storage, studyfile, urls
-from sweeper._argtypes import gpu_choice, port, positive_int
+from sweeper._argtypes import gpu_choice, port, positive_int, positive_seconds
 from sweeper.errors import SweeperError
 from sweeper.studies import load_study, studies_table, summaries
 
@@ -119,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     dashboard.add_argument("--port", type=port, default=8080)
     dashboard.add_argument("--allow-writes", action="store_true", help="let visitors change and delete studies")
-    dashboard.add_argument("--refresh-seconds", type=float, default=5.0, help="how often the live charts are checked")
+    dashboard.add_argument(
+        "--refresh-seconds", type=positive_seconds, default=5.0, help="how often the live charts are checked"
+    )
     dashboard.set_defaults(func=cmd_dashboard)
     return parser
 

@@ -46,9 +46,11 @@ def dashboard_password() -> str | None:
     path = os.environ.get("SWEEPER_DASHBOARD_PASSWORD_FILE")
     if path is not None:
         try:
-            secret = Path(path).read_text().strip()
+            secret = Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise SweeperError(f"cannot read SWEEPER_DASHBOARD_PASSWORD_FILE {path}: {exc.strerror}", 2) from None
+        except UnicodeDecodeError:
+            raise SweeperError(f"SWEEPER_DASHBOARD_PASSWORD_FILE {path} is not UTF-8 text", 2) from None
         if not secret:
             raise SweeperError(
                 f"SWEEPER_DASHBOARD_PASSWORD_FILE {path or '(empty name)'} holds no password; put one in it or unset the variable",
@@ -186,6 +188,12 @@ def serve(url: str, *, host: str, port: int, allow_writes: bool, refresh_seconds
             urls.mask(url), host, server.server_port, "writes allowed" if allow_writes else "read-only",
             ", password required" if password else "",
         )  # fmt: skip
+        if not password and host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning(
+                "dashboard: no password, and %s is reachable from other machines: anyone there can read the "
+                "studies%s; set SWEEPER_DASHBOARD_PASSWORD_FILE, or bind --host 127.0.0.1",
+                host, " and change them" if allow_writes else "",
+            )  # fmt: skip
         server.serve_forever()
         refresher.stop()
         server.server_close()

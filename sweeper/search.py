@@ -19,6 +19,11 @@ def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
     )
 
 
+def trial_seed(spec: StudySpec, trial_number: int) -> int:
+    """Trial N's seed, for its draws and its training: the study's seed + N, kept to a valid seed."""
+    return (spec.sampler.seed + trial_number) % 2**32
+
+
 def seed_trial(sampler: optuna.samplers.BaseSampler, spec: StudySpec, trial_number: int) -> None:
     """Draw trial N's random numbers from the study's seed + N.
 
@@ -28,7 +33,7 @@ def seed_trial(sampler: optuna.samplers.BaseSampler, spec: StudySpec, trial_numb
     TPE keeps an incremental cache of the search space, and rebuilding it re-read every past
     trial (about 20 ms per trial at 1,000 trials).
     """
-    seed = spec.sampler.seed + trial_number
+    seed = trial_seed(spec, trial_number)
     states = [sampler._rng]  # the same states `reseed_rng()` reseeds, but with our seed
     if isinstance(sampler, optuna.samplers.TPESampler):
         states.append(sampler._random_sampler._rng)

@@ -8,10 +8,13 @@ from pydantic import Field
 
 from sweeper._strict import Strict as _Strict
 
+SEED = Annotated[int, Field(ge=0, le=2**32 - 1)]
+"""What NumPy, scikit-learn and Keras take as a seed."""
+
 
 class TPESampler(_Strict):
     type: Literal["tpe"]
-    seed: int = 0
+    seed: SEED = 0
     n_startup_trials: Annotated[int, Field(ge=0)] = 10
     multivariate: bool = False
     """Model the parameters jointly (Optuna's multivariate TPE) rather than one by one."""
@@ -19,7 +22,7 @@ class TPESampler(_Strict):
 
 class RandomSampler(_Strict):
     type: Literal["random"]
-    seed: int = 0
+    seed: SEED = 0
 
 
 class NoPruner(_Strict):

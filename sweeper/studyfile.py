@@ -22,6 +22,7 @@ from sweeper._strict import Strict as _Strict
 from sweeper.errors import StudyFileError
 from sweeper.model_stores import check_url
 from sweeper.search_sections import (
+    SEED,
     HyperbandPruner,
     MedianPruner,
     NoPruner,
@@ -38,7 +39,7 @@ class Training(_Strict):
     epochs: Annotated[int, Field(ge=1, le=100_000)] = 30
     batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 32
     validation_split: Annotated[float, Field(gt=0, lt=1)] = 0.3
-    split_seed: int = 777
+    split_seed: SEED = 777
     max_train_images: Annotated[int, Field(ge=10, le=10**9)] | None = None
     """Use only the first N training images (smoke studies); all of them when absent."""
     jit_compile: bool | Literal["auto"] = "auto"

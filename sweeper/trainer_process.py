@@ -7,11 +7,13 @@ a Keras backend.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,7 +116,7 @@ class TrainingProcess:
         self._relay = StderrRelay(self.verbose)
         self._process = _SPAWN.Process(
             target=_child_main,
-            args=(child_end, str(self.data_folder), self.env, self._relay.write_end),
+            args=(child_end, str(self.data_folder), self.env, self._relay.write_end, os.getpid()),
             name="sweeper-training",
             daemon=True,
         )
@@ -147,13 +149,30 @@ class TrainingProcess:
         self._relay = None
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(worker_pid: int) -> None:
+    """Have the kernel kill this child when its worker dies (Linux's parent-death signal).
+
+    A worker killed with SIGKILL cannot stop its child, which would train on (holding a GPU's
+    memory) until it next writes to the closed pipe: an epoch, or never while a builder runs.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != worker_pid:  # the worker died before the signal was armed
+        os._exit(1)
+
+
 def _child_main(
     conn: multiprocessing.connection.Connection,
     data_folder: str,
     env: dict[str, str],
     stderr: multiprocessing.connection.Connection,
+    worker_pid: int,
 ) -> None:
     """Child entry point: set the environment and stderr before TensorFlow loads, then serve jobs."""
+    _die_with(worker_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the worker decides
     become_stderr(stderr)
     os.environ.update(env)

@@ -102,7 +102,7 @@ class TrialRunner:
 
     def _train_and_record(self, trial: optuna.trial.Trial) -> TrialState:
         training = self.spec.training
-        seed = self.spec.sampler.seed + trial.number
+        seed = search.trial_seed(self.spec, trial.number)
         params = {name: trial.params[name] for name in self.spec.space.distributions()}
         log.info("%s: trial %d started: %s", self.name, trial.number, search.format_params(params))
         self.on_event(TrialStarted(self.name, trial.number, search.format_params(params), training.epochs))

@@ -94,6 +94,10 @@ def load(reference: str, folder: Path, max_train_images: int | None) -> dict[str
             raise UserCodeError(
                 f"{reference}: x_{split} has {len(x)} rows but y_{split} has {len(y)}; expected equal, > 0"
             )
+        if x.dtype.kind not in "biuf" or (x.dtype.kind == "f" and not np.isfinite(x).all()):
+            raise UserCodeError(
+                f"{reference}: x_{split} must hold finite numbers; it holds NaN, infinity or non-numbers"
+            )
         if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1 or y.min() < 0:
             raise UserCodeError(f"{reference}: y_{split} must be a 1-D array of integer class labels from 0")
     if arrays["x_train"].shape[1:] != arrays["x_val"].shape[1:]:

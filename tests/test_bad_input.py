@@ -111,6 +111,12 @@ STUDY_FILE_MISTAKES = {
         r"\[training\] batch_size: Input should be greater than or equal to 1",
     ),
     "budget": ("budget = 6", "budget = 0", r"\[study\] budget: Input should be greater than or equal to 1"),
+    "split-seed": (
+        "split_seed = 777",
+        f"split_seed = {2**32}",
+        r"\[training\] split_seed: Input should be less than or equal to 4294967295",
+    ),
+    "sampler-seed": ("seed = 42", "seed = -1", r"\[sampler\] seed: Input should be greater than or equal to 0"),
     "empty-name": ('name = "smoke"', 'name = " "', r"\[study\] name: the study name must not be empty"),
     "long-name": (
         'name = "smoke"',
@@ -298,8 +304,31 @@ def test_nan_loss_ends_the_trial_after_one_epoch_and_the_sweep_goes_on(
         (["worker", "studies/smoke.toml", "--gpu", "cuda"], r"--gpu takes auto, require, none or a GPU index"),
         (["sweep", "studies/smoke.toml", "--workers", "0"], r"--workers: must be at least 1, got 0"),
         (["report", "no-such-study"], r"no study named 'no-such-study' .*\(studies: smoke\)"),
+        *[
+            (
+                ["dashboard", "--refresh-seconds", value],
+                rf"--refresh-seconds: must be a finite number of seconds above 0, got '{value}'",
+            )
+            for value in ("-1", "0", "nan", "inf")
+        ],
+        (
+            ["report", "smoke", "--out", "/nonexistent-folder/report.txt"],
+            r"cannot write /nonexistent-folder/report.txt: No such file",
+        ),
+        (["report", "smoke", "--out", "/tmp"], r"--out /tmp is a folder"),
     ],
-    ids=["format", "gpu", "workers", "unknown-study"],
+    ids=[
+        "format",
+        "gpu",
+        "workers",
+        "unknown-study",
+        "refresh-negative",
+        "refresh-zero",
+        "refresh-nan",
+        "refresh-inf",
+        "report-out-missing",
+        "report-out-folder",
+    ],
 )
 def test_cli_mistakes(args: list[str], message: str, populated: str, capsys, monkeypatch) -> None:
     before = snapshot(populated)
@@ -408,6 +437,33 @@ def test_an_empty_dashboard_secret_refuses_to_start(secret: str, tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     result = sweeper_main(capsys, "dashboard", "--port", "18231")
     assert_refused(result, 2, r"SWEEPER_DASHBOARD_PASSWORD(_FILE .*)? (is set but empty|holds no password)")
+
+
+def test_a_dashboard_password_file_that_is_not_utf8_is_bad_input(tmp_path: Path, capsys, monkeypatch) -> None:
+    (tmp_path / "password").write_bytes(b"\xff\xfe-not-text")
+    monkeypatch.setenv("SWEEPER_DASHBOARD_PASSWORD_FILE", str(tmp_path / "password"))
+    result = sweeper_main(capsys, "dashboard", "--port", "18232", "--storage", f"sqlite:///{tmp_path / 'none.db'}")
+    assert_refused(result, 2, r"SWEEPER_DASHBOARD_PASSWORD_FILE .* is not UTF-8 text")
+
+
+def test_a_dashboard_without_a_password_on_every_interface_says_so(populated: str, cli_env: dict) -> None:
+    env = {k: v for k, v in cli_env.items() if not k.startswith("SWEEPER_DASHBOARD_PASSWORD")}
+    dashboard = subprocess.Popen(
+        sweeper_command("dashboard", "--host", "0.0.0.0", "--port", str(free_port()), "--storage", populated),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines = []
+    try:
+        while not lines or "dashboard for" not in lines[-1]:  # readline: iteration reads ahead of what it returns
+            lines.append(dashboard.stdout.readline())
+            assert lines[-1] or dashboard.poll() is None, "".join(lines)
+        lines.append(dashboard.stdout.readline())
+    finally:
+        dashboard.send_signal(signal.SIGTERM)
+        rest, _ = dashboard.communicate(timeout=60)
+    said = "".join(lines) + rest
+    assert "dashboard: no password, and 0.0.0.0 is reachable from other machines" in said, said
+    assert "set SWEEPER_DASHBOARD_PASSWORD_FILE, or bind --host 127.0.0.1" in said
 
 
 def test_a_budget_change_through_another_file_is_refused_unless_asked(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -15,10 +17,12 @@ from optuna.trial import TrialState
 
 from sweeper import cli, studyfile, urls, user_code
 from tests.conftest import ROOT, run_sweeper, sweeper_main
-from tests.fleet import assert_exact_budget, trials
+from tests.fleet import WorkerProcess, assert_exact_budget, proc_status, trials, wait_for
 
 REFUSED_RATE = 0.0123
 """The one learning rate `build` refuses: a sampled rate never hits it, only a baseline asks for it."""
+SLOW_RATE = 0.0234
+"""The one learning rate `build_slow` takes ten minutes to build (its child never writes meanwhile)."""
 
 MODULE = f"""
 import keras
@@ -42,6 +46,13 @@ def load():
     return x[:350], y[:350], x[350:], y[350:]
 
 
+def build_slow(params, input_shape, num_classes):
+    if params["learning_rate"] == {SLOW_RATE}:
+        import time
+        time.sleep(600)
+    return build(params, input_shape, num_classes)
+
+
 def build_raises(params, input_shape, num_classes):
     raise RuntimeError("the builder broke")
 
@@ -59,6 +70,13 @@ def build_no_accuracy(params, input_shape, num_classes):
 def load_mismatched():
     x_train, y_train, x_val, y_val = load()
     return x_train, y_train[:-1], x_val, y_val
+
+
+def load_nan():
+    x_train, y_train, x_val, y_val = load()
+    x_train = x_train.astype("float32")
+    x_train[3, 0] = float("nan")
+    return x_train, y_train, x_val, y_val
 
 
 def load_raises():
@@ -145,6 +163,10 @@ MISTAKES = {
     ),
     "no-accuracy": ({"builder": "mymodel:build_no_accuracy"}, r"compile it with metrics=\['accuracy'\]"),
     "mismatched": ({"loader": "mymodel:load_mismatched"}, r"x_train has 350 rows but y_train has 349"),
+    "nan-arrays": (
+        {"loader": "mymodel:load_nan"},
+        r"mymodel:load_nan: x_train must hold finite numbers; it holds NaN, infinity or non-numbers",
+    ),
     "loader-raises": ({"loader": "mymodel:load_raises"}, r"mymodel:load_raises raised OSError: the data is not there"),
 }
 
@@ -188,3 +210,29 @@ def test_mistakes_in_user_code_are_one_line_before_the_database(
         assert sqlalchemy.inspect(connection).get_table_names() == []  # the database was never touched
     engine.dispose()
     assert not list((tmp_path / "cache").glob("user-data-*"))  # nothing left behind
+
+
+def test_a_killed_workers_training_child_dies_with_it_even_mid_build(
+    pg_url: str, cli_env: dict, tmp_path: Path
+) -> None:
+    quick = {"units": 32, "activation": "relu", "learning_rate": 0.01}  # the first baseline is also the check's build
+    path = _study(
+        tmp_path, name="orphan", builder="mymodel:build_slow", baselines=[quick, {**quick, "learning_rate": SLOW_RATE}]
+    )
+    worker = WorkerProcess(path, pg_url, cli_env, tmp_path)
+    try:
+        wait_for(lambda: "trial 1 started" in worker.log(), what="the slow baseline to start", timeout=180)
+        child = wait_for(worker.training_child, what="the training child")
+        time.sleep(1)  # into the builder's sleep: the child reads nothing from the worker meanwhile
+        worker.signal(signal.SIGKILL)
+        worker.wait()
+        wait_for(lambda: _gone(child), what=f"the dead worker's child {child} to end", timeout=30)
+    finally:
+        worker.kill_all()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return proc_status(pid, "State").startswith("Z")
+    except FileNotFoundError:
+        return True
