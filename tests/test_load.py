@@ -18,15 +18,19 @@ from optuna.trial import TrialState
 
 from tests.conftest import ROOT, run_sweeper, study_file
 from tests.fleet import FINISHED, WorkerProcess, assert_exact_budget, trials, wait_for
+from tests.pgbouncer import running_pgbouncer
 
 pytestmark = pytest.mark.slow
 HOG = "import time\nend = time.monotonic() + 900\nwhile time.monotonic() < end:\n    pass\n"  # bounded even if orphaned
 
 
+HOGS_PER_CORE = 4
+
+
 @pytest.fixture
 def busy_cpus() -> Iterator[int]:
-    """Two spinning processes per core for the test's whole length (load average about 2 × cores + the fleet)."""
-    hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(2 * (os.cpu_count() or 1))]
+    """Four spinning processes per core for the test's whole length (load average about 4 × cores + the fleet)."""
+    hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(HOGS_PER_CORE * (os.cpu_count() or 1))]
     try:
         yield len(hogs)
     finally:
@@ -35,11 +39,26 @@ def busy_cpus() -> Iterator[int]:
             hog.wait()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_four_workers_of_the_smoke_study_on_busy_cpus_fail_nothing(
-    backend, busy_cpus, cli_env, tmp_path, request
-) -> None:
-    url = f"sqlite:///{tmp_path / 'busy.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+@pytest.fixture
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The study's storage: a SQLite file, PostgreSQL, or PostgreSQL through PgBouncer with a pool of 2."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'busy.db'}"
+        return
+    pg_url = request.getfixturevalue("pg_url")
+    if request.param == "postgresql":
+        yield pg_url
+        return
+    with running_pgbouncer(pg_url, POOLED_PASSWORD, pool_size=2) as pooler:
+        yield pooler.url.replace("@", f":{POOLED_PASSWORD}@")
+
+
+POOLED_PASSWORD = "busy-pool-pw"
+
+
+@pytest.mark.parametrize("storage_url", ["sqlite", "postgresql", "pgbouncer-pool-2"], indirect=True)
+def test_four_workers_of_the_smoke_study_on_busy_cpus_fail_nothing(storage_url, busy_cpus, cli_env, tmp_path) -> None:
+    url = storage_url
     result = run_sweeper("sweep", str(ROOT / "studies" / "smoke.toml"), "--workers", "4", "--storage", url,
                          env=cli_env, cwd=tmp_path, timeout=1200)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

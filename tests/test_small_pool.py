@@ -75,7 +75,7 @@ def run_fleet_through_small_pool(pg_url: str, tmp_path: Path, env: dict, workers
         assert_exact_budget(url, "pooled", budget)
 
 
-@pytest.mark.parametrize("workers", [3, 4])
+@pytest.mark.parametrize("workers", [3, 4, pytest.param(8, marks=pytest.mark.slow)])  # 8: with the load tests
 def test_workers_started_together_through_a_pool_of_two_finish_the_budget(
     workers: int, pg_url: str, cli_env: dict, tmp_path: Path
 ) -> None:
