@@ -82,9 +82,13 @@ class Store:
         """A raw query's rows, on the held lock's connection when this thread holds the lock."""
         session = self.storage.scoped_session()
         try:
-            return list(session.execute(statement, params))
-        finally:
-            session.commit()
+            rows = list(session.execute(statement, params))
+        except BaseException:
+            with contextlib.suppress(SQLAlchemyError):
+                session.rollback()
+            raise
+        session.commit()
+        return rows
 
     def close(self) -> None:
         self.storage.remove_session()
@@ -167,10 +171,11 @@ def _set_up_tables(url: str) -> None:
     creating the tables together see one of them win and the others fail with a duplicate, which
     they retry and find the tables made.
     """
+    engine_kwargs = {
+        "poolclass": sqlalchemy.pool.SingletonThreadPool,
+        "connect_args": _engine_kwargs(url, 1)["connect_args"],
+    }
     for attempt in range(_TABLE_RACES):
-        engine_kwargs = {**_engine_kwargs(url, 1), "poolclass": sqlalchemy.pool.SingletonThreadPool}
-        for key in ("pool_size", "max_overflow", "pool_timeout", "pool_pre_ping"):
-            engine_kwargs.pop(key)
         try:
             _rdb_storage(url, engine_kwargs).engine.dispose()
             return

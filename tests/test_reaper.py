@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -44,7 +45,37 @@ def _claimed_and_beating(store: Store, study: optuna.Study, spec: studyfile.Stud
     return claim.trial._trial_id, beat
 
 
-def _look_until(reaper: fleet.Reaper, store: Store, seconds: float) -> None:
+@dataclass
+class _Pair:
+    """A victim worker holding a beating trial, and another worker whose reaper looks at it."""
+
+    victim: Store
+    other: Store
+    reach: Reach
+    reaper: fleet.Reaper
+    trial_id: int
+
+
+@contextlib.contextmanager
+def _victim_and_other(url: str, tmp_path: Path) -> Iterator[_Pair]:
+    victim, study, spec = _open(url, tmp_path)
+    other = storage.connect(urls.resolve_url(url), heartbeat_seconds=1, stale_after_seconds=STALE, max_retries=1)
+    reach = Reach()
+    trial_id, beat = _claimed_and_beating(victim, study, spec)
+    try:
+        yield _Pair(victim, other, reach, fleet.Reaper(other, study, spec, reach, "other"), trial_id)
+    finally:
+        beat.stop()
+        victim.close()
+        other.close()
+
+
+def _assert_alive(pair: _Pair) -> None:
+    trial = pair.victim.storage.get_trial(pair.trial_id)
+    assert trial.state == TrialState.RUNNING, trial.user_attrs.get("fail_reason")
+
+
+def _look_until(reaper: fleet.Reaper, seconds: float) -> None:
     """Reap as a worker does, whenever due, for `seconds`."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -81,20 +112,11 @@ def test_a_beat_delayed_past_the_stale_limit_by_a_slow_storage_is_not_a_dead_wor
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     url = f"sqlite:///{tmp_path / 'slow.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
-    victim, study, spec = _open(url, tmp_path)
-    other = storage.connect(urls.resolve_url(url), heartbeat_seconds=1, stale_after_seconds=STALE, max_retries=1)
-    reaper = fleet.Reaper(other, study, spec, Reach(), "other")
-    trial_id, beat = _claimed_and_beating(victim, study, spec)
-    try:
-        with _beats_held(url, trial_id):
-            _look_until(reaper, other, 1.5 * STALE)  # the beat is older than the stale limit for seconds
-        _look_until(reaper, other, 2 * STALE)
-        trial = victim.storage.get_trial(trial_id)
-        assert trial.state == TrialState.RUNNING, trial.user_attrs.get("fail_reason")
-    finally:
-        beat.stop()
-        victim.close()
-        other.close()
+    with _victim_and_other(url, tmp_path) as pair:
+        with _beats_held(url, pair.trial_id):
+            _look_until(pair.reaper, 1.5 * STALE)  # the beat is older than the stale limit for seconds
+        _look_until(pair.reaper, 2 * STALE)
+        _assert_alive(pair)
 
 
 def test_a_dead_workers_trial_is_reaped_with_its_reason_and_queued_again(tmp_path: Path) -> None:
@@ -105,7 +127,7 @@ def test_a_dead_workers_trial_is_reaped_with_its_reason_and_queued_again(tmp_pat
     try:
         end = time.monotonic() + 6 * STALE
         while store.storage.get_trial(trial_id).state == TrialState.RUNNING and time.monotonic() < end:
-            _look_until(reaper, store, 0.5)
+            _look_until(reaper, 0.5)
         trial = store.storage.get_trial(trial_id)
         assert trial.state == TrialState.FAIL
         assert trial.user_attrs["fail_reason"].startswith("reaped by other: no heartbeat for ")
@@ -117,30 +139,20 @@ def test_a_dead_workers_trial_is_reaped_with_its_reason_and_queued_again(tmp_pat
 
 def test_an_outage_that_begins_during_a_reap_reaps_no_live_trial(throwaway_pg, tmp_path: Path) -> None:
     url = throwaway_pg.url
-    victim, study, spec = _open(url, tmp_path)
-    other = storage.connect(urls.resolve_url(url), heartbeat_seconds=1, stale_after_seconds=STALE, max_retries=1)
-    reach = Reach()
-    reaper = fleet.Reaper(other, study, spec, reach, "other")
-    trial_id, beat = _claimed_and_beating(victim, study, spec)
-    try:
-        while not reaper.due():  # the reap is due, and starts ...
+    with _victim_and_other(url, tmp_path) as pair:
+        while not pair.reaper.due():  # the reap is due, and starts ...
             time.sleep(0.1)
         throwaway_pg.stop("immediate")  # ... as the server goes away
         reaping = threading.Thread(
             target=retry.retrying,
-            args=(reaper.reap, "reaping stale trials"),
-            kwargs={"url": other.url, "on_transient": reach.failed, "patience_seconds": 120},
+            args=(pair.reaper.reap, "reaping stale trials"),
+            kwargs={"url": pair.other.url, "on_transient": pair.reach.failed, "patience_seconds": 120},
         )
         reaping.start()
-        time.sleep(STALE + 2)  # every live beat is now older than the stale limit
+        time.sleep(STALE + 2)  # lets time pass: every live beat is now older than the stale limit
         throwaway_pg.start()
-        with _beats_held(url, trial_id):  # the victim's first beat after the return comes late
+        with _beats_held(url, pair.trial_id):  # the victim's first beat after the return comes late
             reaping.join(120)
         assert not reaping.is_alive()
-        _look_until(reaper, other, 2 * STALE)
-        trial = victim.storage.get_trial(trial_id)
-        assert trial.state == TrialState.RUNNING, trial.user_attrs.get("fail_reason")
-    finally:
-        beat.stop()
-        victim.close()
-        other.close()
+        _look_until(pair.reaper, 2 * STALE)
+        _assert_alive(pair)
