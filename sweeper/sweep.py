@@ -57,7 +57,14 @@ def run_workers(
     signal.signal(signal.SIGINT, forward)
     if live is not None:
         _watch(processes, live, url)
-    return max(process.wait() for process in processes)
+    return worst_exit_code([process.wait() for process in processes])
+
+
+def worst_exit_code(codes: list[int]) -> int:
+    """The sweep's exit status: a worker killed by a signal (128 + its number, as a shell says it),
+    else the highest. A plain maximum hid a killed worker's negative code behind another's 0."""
+    killed = [code for code in codes if code < 0]
+    return 128 - killed[0] if killed else max(codes)
 
 
 def _watch(processes: list[subprocess.Popen], spec: StudySpec, url: str) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import storage, studyfile
+from sweeper import storage, studyfile, sweep
 from tests.conftest import QUICK_TRAINING, ROOT, run_sweeper, study_file, sweeper_command
 from tests.fleet import trials as stored_trials
 
@@ -105,3 +105,8 @@ def _run_on_a_terminal(command: list[str], env: dict, cwd: Path, timeout: float 
     os.close(controller)
     assert process.wait(timeout=10) == 0, screen.decode(errors="replace")[-3000:]
     return screen.decode(errors="replace").replace("\r", "\n")
+
+
+def test_a_worker_killed_by_a_signal_is_the_sweeps_exit_status() -> None:
+    assert sweep.worst_exit_code([0, -9]) == 137 and sweep.worst_exit_code([-15, 1]) == 143
+    assert sweep.worst_exit_code([0, 1, 0]) == 1 and sweep.worst_exit_code([0, 0]) == 0
