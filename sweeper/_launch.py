@@ -49,6 +49,7 @@ def _hide_passwords(argv: list[str]) -> None:
 def main() -> int:
     stopped_exit_code()  # a bad value fails now, not when a stop comes
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # `sweep` starts its workers with it blocked
     _hide_passwords(sys.argv)
     from sweeper.cli import main as cli_main
 

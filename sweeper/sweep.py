@@ -41,20 +41,28 @@ def run_workers(
     env = {**os.environ, **(env or {}), "SWEEPER_STORAGE": url}
     command = [sys.executable, "-m", "sweeper", *worker_args]
     log.info("sweep: %d workers, storage %s", workers, urls.mask(url))
-    if live is None:
-        processes = [subprocess.Popen(command, env=env) for _ in range(workers)]
-    else:
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE} if live else {}
+    if live is not None:
         command += ["--events", "json", "--no-epoch-lines"]  # the view shows the epochs
-        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
-        processes = [subprocess.Popen(command, env=env, **pipes) for _ in range(workers)]
+    processes: list[subprocess.Popen] = []
+    asked: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
+        asked.append(signum)
         for process in processes:
             if process.poll() is None:
                 process.send_signal(signum)
 
+    # In place before any worker starts: a stop arriving while they were being started ended this
+    # process and left a started worker to run the whole study. Each worker starts with SIGTERM
+    # blocked and unblocks it once its launcher's handler is in place, so a stop forwarded while
+    # its interpreter starts waits for that handler instead of killing it.
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    for _ in range(workers):
+        processes.append(subprocess.Popen(command, env=env, preexec_fn=_block_sigterm, **pipes))  # noqa: PLW1509
+        for signum in asked:  # a stop that came while this one was being started
+            processes[-1].send_signal(signum)
     if live is not None:
         _watch(processes, live, url)
     return worst_exit_code([process.wait() for process in processes])
@@ -65,6 +73,11 @@ def worst_exit_code(codes: list[int]) -> int:
     else the highest. A plain maximum hid a killed worker's negative code behind another's 0."""
     killed = [code for code in codes if code < 0]
     return 128 - killed[0] if killed else max(codes)
+
+
+def _block_sigterm() -> None:
+    """In the worker, between fork and exec: one C call, no lock taken."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
 
 def _watch(processes: list[subprocess.Popen], spec: StudySpec, url: str) -> None:

@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -110,3 +111,23 @@ def _run_on_a_terminal(command: list[str], env: dict, cwd: Path, timeout: float 
 def test_a_worker_killed_by_a_signal_is_the_sweeps_exit_status() -> None:
     assert sweep.worst_exit_code([0, -9]) == 137 and sweep.worst_exit_code([-15, 1]) == 143
     assert sweep.worst_exit_code([0, 1, 0]) == 1 and sweep.worst_exit_code([0, 0]) == 0
+
+
+def test_a_sweep_stopped_as_its_workers_start_stops_them(cli_env: dict, tmp_path: Path) -> None:
+    """A SIGTERM just as the workers start reaches them: before, the sweep exited at once and left
+    a worker to run the whole study."""
+    path = study_file(tmp_path, study={"name": "early", "budget": 6}, training=QUICK_TRAINING)
+    url = f"sqlite:///{tmp_path / 'early.db'}"
+    sweep_process = subprocess.Popen(
+        sweeper_command("sweep", str(path), "--workers", "2", "--storage", url),
+        env=cli_env, cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    said = []
+    while not said or "sweep: 2 workers" not in said[-1]:  # logged just before the workers are started
+        said.append(sweep_process.stderr.readline())
+        assert said[-1] or sweep_process.poll() is None, "".join(said)
+    sweep_process.send_signal(signal.SIGTERM)
+    rest = sweep_process.communicate(timeout=300)[1]  # the workers share the pipe: this waits for them too
+    assert sweep_process.returncode == 0 and "Traceback" not in rest, "".join(said) + rest
+    finished = [t for t in stored_trials(url, "early") if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) < 6, f"a worker ran the study after the stop:\n{rest[:2500]}"
