@@ -143,8 +143,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     url = urls.resolve_url(args.storage)
     backends.require_installed(backend)
     models_url = kept_models.store_url(spec.artifacts, url)
-    model_store = model_stores.open_store(models_url) if models_url else None  # checked now, not after training
+    model_store = None
     if models_url:
+        model_store = model_stores.open_store(models_url)  # checked now, not after a trial has trained
         kept_models.check_room(models_url, url, spec.artifacts.keep_top)
     stop = threading.Event()
     install_signal_handlers(lambda _reason: stop.set())  # until a trial can be running

@@ -21,7 +21,6 @@ import signal
 import socketserver
 import threading
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -45,12 +44,7 @@ def dashboard_password() -> str | None:
     """
     path = os.environ.get("SWEEPER_DASHBOARD_PASSWORD_FILE")
     if path is not None:
-        try:
-            secret = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise SweeperError(f"cannot read SWEEPER_DASHBOARD_PASSWORD_FILE {path}: {exc.strerror}", 2) from None
-        except UnicodeDecodeError:
-            raise SweeperError(f"SWEEPER_DASHBOARD_PASSWORD_FILE {path} is not UTF-8 text", 2) from None
+        secret = urls.read_secret_file("SWEEPER_DASHBOARD_PASSWORD_FILE", path)
         if not secret:
             raise SweeperError(
                 f"SWEEPER_DASHBOARD_PASSWORD_FILE {path or '(empty name)'} holds no password; put one in it or unset the variable",

@@ -45,15 +45,19 @@ def _parse(url: str) -> URL:
         )
     password_file = os.environ.get("SWEEPER_STORAGE_PASSWORD_FILE")
     if password_file and parsed.password is None and parsed.get_backend_name() == "postgresql":
-        try:
-            parsed = parsed.set(password=Path(password_file).read_text(encoding="utf-8").strip())
-        except OSError as exc:
-            raise StorageError(
-                f"cannot read SWEEPER_STORAGE_PASSWORD_FILE {password_file}: {exc.strerror}", 2
-            ) from None
-        except UnicodeDecodeError:
-            raise StorageError(f"SWEEPER_STORAGE_PASSWORD_FILE {password_file} is not UTF-8 text", 2) from None
+        parsed = parsed.set(password=read_secret_file("SWEEPER_STORAGE_PASSWORD_FILE", password_file))
     return parsed
+
+
+def read_secret_file(variable: str, path: str) -> str:
+    """The secret in the file that `variable` names (as Docker secrets provide), stripped; a file
+    that cannot be read or is not UTF-8 text is bad input (exit 2)."""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise StorageError(f"cannot read {variable} {path}: {exc.strerror}", 2) from None
+    except UnicodeDecodeError:
+        raise StorageError(f"{variable} {path} is not UTF-8 text", 2) from None
 
 
 def render(url: URL) -> str:
