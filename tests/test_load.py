@@ -69,7 +69,9 @@ def test_four_workers_of_the_smoke_study_on_busy_cpus_fail_nothing(storage_url, 
     assert "reaped" not in result.stderr
 
 
-def test_postgresql_down_for_a_minute_mid_sweep_reaps_no_live_trial(throwaway_pg, cli_env, tmp_path: Path) -> None:
+def test_postgresql_down_for_a_minute_mid_sweep_reaps_no_live_trial(
+    throwaway_pg, busy_cpus, cli_env, tmp_path: Path
+) -> None:
     url = throwaway_pg.url
     path = study_file(tmp_path, study={"name": "outage", "budget": 6}, training={"max_train_images": 100})
     workers = [WorkerProcess(path, url, cli_env, tmp_path) for _ in range(2)]
