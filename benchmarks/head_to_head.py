@@ -148,9 +148,9 @@ def _spec_for(cpu: bool) -> dict:
 
 
 def _dataset(spec: studyfile.StudySpec, cache: Path):
-    from sweeper import data
+    from sweeper import data, prepared
 
-    return data.open_prepared(data.prepare(data_dir(), spec.training, cache))
+    return prepared.open_prepared(data.prepare(data_dir(), spec.training, cache))
 
 
 def fit(

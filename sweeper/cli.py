@@ -18,7 +18,8 @@ import optuna
 from sweeper import backends, data, events, retry, storage, studyfile, urls
 from sweeper._argtypes import gpu_choice, port, positive_int, positive_seconds
 from sweeper.errors import SweeperError
-from sweeper.studies import load_study, studies_table, summaries
+from sweeper.studies import load_study
+from sweeper.study_list import studies_table, summaries
 
 log = logging.getLogger("sweeper")
 

@@ -14,35 +14,21 @@ import pickle
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from sweeper.errors import DataError
+from sweeper.prepared import ARRAYS, USER_DATA_PREFIX, Dataset
 from sweeper.studyfile import StudySpec, Training
 
 BATCHES_DIR = "cifar-10-batches-py"
 TARBALL = "cifar-10-python.tar.gz"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
-_ARRAYS = ("x_train", "y_train", "x_val", "y_val", "mean", "std")
-USER_DATA_PREFIX = "user-data-"
-"""A worker's own folder of a `[data]` loader's arrays (`discard` removes only these)."""
 SHARED_FOLDER_ENV = "SWEEPER_SWEEP_DATA"
 """Set by `sweeper sweep` for the workers it starts: the folder it prepared, and whose `[model]` and
 `[data]` it checked, once for them all. The sweep removes it when they have exited."""
-
-
-@dataclass(frozen=True)
-class Dataset:
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    mean: np.ndarray
-    std: np.ndarray
-    """Per-channel statistics of the training images, applied to every split."""
 
 
 class _BatchUnpickler(pickle.Unpickler):
@@ -164,14 +150,14 @@ def prepare(data_dir: Path | None, training: Training, cache_dir: Path | None = 
     cache_dir = cache_dir or default_cache_dir()
     key = _cache_key(data_dir, training, cache_dir)
     target = cache_dir / f"cifar10-{key}"
-    if all((target / f"{name}.npy").is_file() for name in _ARRAYS):
+    if all((target / f"{name}.npy").is_file() for name in ARRAYS):
         return target
     x_train, y_train, _, _ = load_raw(data_dir, cache_dir)
     dataset = prepare_arrays(x_train, y_train, training)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache_dir))
-        for name in _ARRAYS:
+        for name in ARRAYS:
             np.save(staging / f"{name}.npy", getattr(dataset, name))
         try:
             staging.rename(target)  # atomic: concurrent workers never see half a cache
@@ -188,14 +174,14 @@ def prepare_for(
     spec: StudySpec, study_file: Path | None, data_dir: Path | None, backend: str, cache_dir: Path | None = None
 ) -> Path:
     """The folder a study's trials map: the tutorial's CIFAR-10, or its `[data]` loader's arrays,
-    with its `[model]` builder checked once (`sweeper.user_code.preflight`)."""
+    with its `[model]` builder checked once (`sweeper.preflight`)."""
     cache_dir = cache_dir or default_cache_dir()
     folder = prepare(data_dir, spec.training, cache_dir) if spec.data is None else None
     if spec.data is None and spec.model is None:
         return folder
-    from sweeper import user_code
+    from sweeper import preflight
 
-    return user_code.preflight(study_file, folder, cache_dir, backend)
+    return preflight.preflight(study_file, folder, cache_dir, backend)
 
 
 def worker_folder(spec: StudySpec, data_dir: Path | None, backend: str) -> tuple[Path, bool]:
@@ -211,17 +197,6 @@ def discard(folder: Path) -> None:
     """Remove a worker's own copy of a loader's arrays; the tutorial's shared cache stays."""
     if folder.name.startswith(USER_DATA_PREFIX):
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def save_arrays(target: Path, arrays: dict[str, np.ndarray]) -> None:
-    """A loader's arrays in `open_prepared`'s layout (no per-channel statistics: the loader's data is as given)."""
-    for name in _ARRAYS:
-        np.save(target / f"{name}.npy", arrays.get(name, np.zeros(0, np.float32)))
-
-
-def open_prepared(folder: Path) -> Dataset:
-    """Memory-map a prepared dataset: every trial on a host shares one copy in the page cache."""
-    return Dataset(**{name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _ARRAYS})
 
 
 def _cache_key(data_dir: Path | None, training: Training, cache_dir: Path) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from sweeper import backends, data, kept_models, model_stores, studies, urls
+from sweeper import backends, data, kept_models, model_stores, prepared, studies, urls
 from sweeper.child_output import filtered_stderr
 from sweeper.errors import SweeperError
 from sweeper.model_stores import ModelStore
@@ -76,7 +76,7 @@ def evaluate_model(path: Path, spec: StudySpec, study_file: Path, data_dir: str 
             # Uncompiled: a user's model may carry its own loss, which loading could not rebuild;
             # accuracy is the argmax against the labels, as Keras' accuracy metric counts it.
             model = keras.models.load_model(path, compile=False)
-            dataset = data.open_prepared(folder)
+            dataset = prepared.open_prepared(folder)
             predicted = model.predict(dataset.x_val, batch_size=spec.training.batch_size, verbose=0)
     finally:
         data.discard(folder)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from optuna.artifacts import Boto3ArtifactStore, FileSystemArtifactStore
 
 from sweeper.errors import SweeperError
+from sweeper.studyfile import check_url
 
 ENV = "SWEEPER_ARTIFACTS"
 
@@ -74,14 +75,6 @@ class _NoPartialFiles:
 
     def remove(self, artifact_id: str) -> None:
         self._store.remove(artifact_id)
-
-
-def check_url(url: str) -> str:
-    """`url` if it names a store this can open; a ValueError saying what is expected otherwise."""
-    parts = urlsplit(url)
-    if url.startswith("file:///") or (parts.scheme == "s3" and parts.netloc):
-        return url
-    raise ValueError(f"expected file:///absolute/path or s3://bucket/prefix, got {url!r}")
 
 
 def open_store(url: str, *, create: bool = True) -> ModelStore:

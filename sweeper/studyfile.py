@@ -14,13 +14,13 @@ import json
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from optuna.distributions import CategoricalDistribution
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from sweeper._strict import Strict as _Strict
 from sweeper.errors import StudyFileError
-from sweeper.model_stores import check_url
 from sweeper.search_sections import (
     SEED,
     HyperbandPruner,
@@ -33,6 +33,14 @@ from sweeper.search_sections import (
 )
 from sweeper.space import TUTORIAL_PARAMS, FloatParam, Space
 from sweeper.validation_messages import describe
+
+
+def check_url(url: str) -> str:
+    """`url` if it names a store this can open; a ValueError saying what is expected otherwise."""
+    parts = urlsplit(url)
+    if url.startswith("file:///") or (parts.scheme == "s3" and parts.netloc):
+        return url
+    raise ValueError(f"expected file:///absolute/path or s3://bucket/prefix, got {url!r}")
 
 
 class Training(_Strict):

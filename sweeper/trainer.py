@@ -18,8 +18,8 @@ from typing import Any
 import keras
 
 from sweeper import backends
-from sweeper.data import Dataset, open_prepared
 from sweeper.model import build_model
+from sweeper.prepared import Dataset, open_prepared
 from sweeper.protocol import Done, Epoch, Failed, Job, Reply, Train, canonical_metrics
 
 

@@ -2,7 +2,7 @@
 
 A study file names them as `module:function`; the module is looked up first in the study file's
 own folder, then on `sys.path`. Both run in processes of their own, never in the worker: the
-loader and a first build run once in a check process when a worker starts (`preflight`), so an
+loader and a first build run once in a check process when a worker starts (`sweeper.preflight`), so an
 import error, an exception, a wrong return value, a model without accuracy or arrays of
 mismatched lengths is one clear line before the database is touched; after that the builder runs
 only in the training child, where a crash fails its trial like any training failure.
@@ -11,25 +11,16 @@ only in the training child, where a crash fails its trial like any training fail
 from __future__ import annotations
 
 import importlib
-import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sweeper.backends import child_env
-from sweeper.data import USER_DATA_PREFIX
-from sweeper.errors import StudyFileError
 from sweeper.protocol import canonical_metrics
 
 ARRAYS = ("x_train", "y_train", "x_val", "y_val")
-PREFLIGHT_RESULT = "preflight.json"
 
 
 class UserCodeError(Exception):
@@ -44,10 +35,10 @@ def resolve(reference: str, folder: Path) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name != module_name.split(".")[0] and exc.name != module_name:
-            raise UserCodeError(f"importing {module_name} failed: {_one_line(exc)}") from None
+            raise UserCodeError(f"importing {module_name} failed: {one_line(exc)}") from None
         raise UserCodeError(f"no module {module_name!r} in {folder} or on sys.path") from None
     except Exception as exc:  # the user's module raised while importing
-        raise UserCodeError(f"importing {module_name} raised {_one_line(exc)}") from None
+        raise UserCodeError(f"importing {module_name} raised {one_line(exc)}") from None
     finally:
         sys.path.remove(str(folder))
     found = getattr(module, function, None)
@@ -68,7 +59,7 @@ def build(reference: str, folder: Path, params: dict[str, Any], x_train: np.ndar
     try:
         model = builder(dict(params), input_shape=tuple(x_train.shape[1:]), num_classes=classes)
     except Exception as exc:
-        raise UserCodeError(f"{reference} raised {_one_line(exc)}") from None
+        raise UserCodeError(f"{reference} raised {one_line(exc)}") from None
     if not isinstance(model, keras.Model):
         raise UserCodeError(f"{reference} returned {type(model).__name__}; expected a compiled keras.Model")
     if model.optimizer is None:
@@ -82,7 +73,7 @@ def load(reference: str, folder: Path, max_train_images: int | None) -> dict[str
     try:
         returned = loader()
     except Exception as exc:
-        raise UserCodeError(f"{reference} raised {_one_line(exc)}") from None
+        raise UserCodeError(f"{reference} raised {one_line(exc)}") from None
     if not (isinstance(returned, tuple | list) and len(returned) == 4):
         raise UserCodeError(
             f"{reference} returned {type(returned).__name__}; expected (x_train, y_train, x_val, y_val)"
@@ -118,79 +109,11 @@ def check_model(reference: str, folder: Path, params: dict[str, Any], arrays: di
     try:
         logs = model.evaluate(arrays["x_val"][:8], arrays["y_val"][:8], verbose=0, return_dict=True)
     except Exception as exc:
-        raise UserCodeError(f"the model from {reference} cannot evaluate the data: {_one_line(exc)}") from None
+        raise UserCodeError(f"the model from {reference} cannot evaluate the data: {one_line(exc)}") from None
     if "acc" not in canonical_metrics(logs):
         raise UserCodeError(f"the model from {reference} reports {sorted(logs)}; compile it with metrics=['accuracy']")
 
 
-def preflight(study_file: Path, prepared: Path | None, cache_dir: Path, backend: str) -> Path:
-    """Run the study's loader and/or a first build in a check process; the folder its trials will map.
-
-    `prepared` is the tutorial data's folder when the study has no `[data]` loader. The check runs
-    on the CPU with the worker's Keras backend, before any GPU is claimed.
-    """
-
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    target = Path(tempfile.mkdtemp(prefix=USER_DATA_PREFIX, dir=cache_dir)) if prepared is None else prepared
-    result_dir = Path(tempfile.mkdtemp(prefix="preflight-", dir=cache_dir))
-    env = {**os.environ, **child_env(backend, None, 1), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = [sys.executable, "-m", "sweeper.user_code", str(study_file), str(target), str(result_dir)]
-    finished = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    try:
-        result = json.loads((result_dir / PREFLIGHT_RESULT).read_text())
-    except (OSError, ValueError):
-        tail = (finished.stderr.strip().splitlines() or ["no output"])[-1]
-        result = {"error": f"the check of [model]/[data] exited {finished.returncode}: {tail}"}
-    finally:
-        _remove(result_dir)
-    if result.get("error"):
-        if prepared is None:
-            _remove(target)
-        raise StudyFileError(f"{study_file}: {result['error']}")
-    return target
-
-
-def _remove(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
-def _check(study_file: Path, target: Path) -> None:
-    from sweeper import data, studyfile
-
-    spec = studyfile.load(study_file)
-    if spec.data is not None:
-        arrays = load(spec.data.loader, spec.folder, spec.training.max_train_images)
-        data.save_arrays(target, arrays)
-    else:
-        dataset = data.open_prepared(target)
-        arrays = {name: getattr(dataset, name) for name in ARRAYS}
-    if spec.model is not None:
-        params = spec.baselines[0] if spec.baselines else {n: _middle(d) for n, d in spec.space.distributions().items()}
-        check_model(spec.model.builder, spec.folder, params, arrays)
-
-
-def _middle(dist: Any) -> Any:
-    """A valid value of a parameter for the check build: the first choice, or the range's low end."""
-    return dist.choices[0] if hasattr(dist, "choices") else dist.low
-
-
-def main(argv: list[str]) -> int:
-    study_file, target, result_dir = (Path(arg) for arg in argv)
-    try:
-        _check(study_file, target)
-        error = ""
-    except (UserCodeError, StudyFileError) as exc:
-        error = str(exc)
-    except Exception as exc:  # a failure of the check itself, still one line
-        error = f"checking [model]/[data] failed: {_one_line(exc)}"
-    (result_dir / PREFLIGHT_RESULT).write_text(json.dumps({"error": error}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

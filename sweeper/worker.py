@@ -23,13 +23,13 @@ from typing import TypeVar
 import optuna
 
 from sweeper import backends, confirmation, fleet, retry
-from sweeper._launch import stopped_exit_code
 from sweeper.events import Event
 from sweeper.fleet import ClaimStatus, Reaper
 from sweeper.gpus import GpuSlot
 from sweeper.heartbeat import Heartbeat, Reach
 from sweeper.kept_models import ModelKeeper
 from sweeper.recording import Recorder
+from sweeper.stopping import stopped_exit_code
 from sweeper.storage import Store
 from sweeper.studyfile import StudySpec
 from sweeper.trainer_process import TrainingProcess

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from sweeper import data
+from sweeper import data, prepared
 from sweeper.errors import DataError
 from sweeper.studyfile import Training
 from tests.conftest import FIXTURE_DATA
@@ -48,7 +48,7 @@ def test_cap_on_training_images_keeps_the_first_ones() -> None:
 def test_prepared_cache_is_memory_mapped_and_reused(tmp_path) -> None:
     folder = data.prepare(FIXTURE_DATA, Training(max_train_images=300), cache_dir=tmp_path)
     assert data.prepare(FIXTURE_DATA, Training(max_train_images=300), cache_dir=tmp_path) == folder
-    mapped = data.open_prepared(folder)
+    mapped = prepared.open_prepared(folder)
     assert isinstance(mapped.x_train, np.memmap) and mapped.x_train.shape == (210, 32, 32, 3)
 
 

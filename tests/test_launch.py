@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sweeper._launch import stopped_exit_code
+from sweeper.stopping import stopped_exit_code
 
 
 def test_stopped_exit_code_is_0_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:

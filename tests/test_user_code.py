@@ -15,7 +15,7 @@ import sqlalchemy
 import tomli_w
 from optuna.trial import TrialState
 
-from sweeper import cli, studyfile, urls, user_code
+from sweeper import cli, preflight, studyfile, urls
 from tests.conftest import ROOT, run_sweeper, sweeper_main
 from tests.fleet import WorkerProcess, assert_exact_budget, proc_status, trials, wait_for
 
@@ -186,8 +186,8 @@ def test_the_check_names_each_mistake_in_one_line(case: str, tmp_path: Path, mon
     monkeypatch.delitem(sys.modules, "mymodel", raising=False)  # this test's module, not an earlier test's
     (tmp_path / "data").mkdir()
     (tmp_path / "result").mkdir()
-    assert user_code.main([str(path), str(tmp_path / "data"), str(tmp_path / "result")]) == 0
-    error = json.loads((tmp_path / "result" / user_code.PREFLIGHT_RESULT).read_text())["error"]
+    assert preflight.main([str(path), str(tmp_path / "data"), str(tmp_path / "result")]) == 0
+    error = json.loads((tmp_path / "result" / preflight.PREFLIGHT_RESULT).read_text())["error"]
     assert re.search(message, error) and "\n" not in error, error
 
 
