@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import FIXTURE, ROOT, data_dir
-from sweeper import data
 from sweeper.studyfile import Training
+from sweeper.training import data
 
 TABLE = ROOT / "benchmarks" / "data" / "cifar10-subset-curves.jsonl"
 DROPOUTS = (0.2, 0.3, 0.4, 0.5)
@@ -73,7 +73,7 @@ def _train(todo: list[dict], args: argparse.Namespace) -> None:
     """Append each configuration's curves to the table as soon as it is trained."""
     import keras  # only when there is something to train: a finished table answers at once
 
-    from sweeper.model import build_model
+    from sweeper.training.model import build_model
 
     folder = FIXTURE if args.quick else data_dir()
     epochs = 2 if args.quick else args.epochs

@@ -44,7 +44,8 @@ import optuna
 from benchmarks.build_table import TABLE
 from benchmarks.common import ROOT, data_dir, write
 from benchmarks.search_efficiency import Table, play, replay
-from sweeper import studyfile, uncertainty
+from sweeper import studyfile
+from sweeper.reporting import uncertainty
 
 STUDY = ROOT / "studies" / "cifar10-regularization.toml"
 CONFIRM_SEEDS = (1, 2, 3)
@@ -148,7 +149,7 @@ def _spec_for(cpu: bool) -> dict:
 
 
 def _dataset(spec: studyfile.StudySpec, cache: Path):
-    from sweeper import data, prepared
+    from sweeper.training import data, prepared
 
     return prepared.open_prepared(data.prepare(data_dir(), spec.training, cache))
 
@@ -159,7 +160,7 @@ def fit(
     """Train once; val_acc per epoch. With a trial: report every epoch and stop when it is pruned."""
     import keras
 
-    from sweeper.model import build_model
+    from sweeper.training.model import build_model
 
     class Pruning(keras.callbacks.Callback):
         pruned = False
@@ -315,7 +316,8 @@ def _epochs(trial: optuna.trial.FrozenTrial) -> int:
 
 
 def _study_side(url: str, name: str) -> dict[str, Any]:
-    from sweeper import confirmation, summary
+    from sweeper.fleet import confirmation
+    from sweeper.reporting import summary
 
     study = optuna.load_study(study_name=name, storage=url)
     trials = study.get_trials(deepcopy=False)

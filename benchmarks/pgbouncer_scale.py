@@ -35,10 +35,11 @@ from optuna.trial import TrialState
 
 from benchmarks.common import ROOT, scratch_postgres, search_mechanics, write
 from benchmarks.worker_scaling import SleepingChild
-from sweeper import storage, studyfile, urls
+from sweeper import storage, studyfile
 from sweeper.fleet import open_study
+from sweeper.fleet.worker import Worker
+from sweeper.storage import urls
 from sweeper.studyfile import StudySpec
-from sweeper.worker import Worker
 from tests.pgbouncer import PgBouncer, own_database, server_connections
 
 PASSWORD = "bench-pw"

@@ -13,9 +13,9 @@ started = time.time()
 
 import keras  # noqa: E402
 
-from sweeper import data  # noqa: E402  (the official-format reader; keras' load_data needs full batches)
-from sweeper.model import build_model  # noqa: E402
 from sweeper.studyfile import Training  # noqa: E402
+from sweeper.training import data  # noqa: E402  (the official-format reader; keras' load_data needs full batches)
+from sweeper.training.model import build_model  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -5,7 +5,7 @@ batch normalization, nearest dropout, nearest learning rate on a log scale), epo
 pruning stops a trial exactly where it would have stopped in training. Both sides get the study's
 trial budget; random search runs without pruning. For each seed: random's final best val_acc,
 its epochs, and the epochs the study's configuration needed to reach that val_acc. Sampler and
-pruner are built by `sweeper.search` from the study file, exactly as workers build them.
+pruner are built by `sweeper.fleet.search` from the study file, exactly as workers build them.
 
     python -m benchmarks.search_efficiency [--table PATH] [--seeds 10] [--study FILE] [--quick]
 """
@@ -24,8 +24,10 @@ from tabulate import tabulate
 
 from benchmarks.build_table import TABLE, done, grid
 from benchmarks.common import ROOT, write
-from sweeper import comparison, search, studyfile
+from sweeper import studyfile
+from sweeper.fleet import comparison, search
 from sweeper.studyfile import StudySpec
+from sweeper.studyfile.search_sections import RandomSampler
 
 RANDOM_SEED_OFFSET = 100_000
 
@@ -55,7 +57,7 @@ def replay(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list[tuple[
     spec = spec.model_copy(update={
         "training": spec.training.model_copy(update={"epochs": table.epochs}),
         "sampler": spec.sampler.model_copy(update={"seed": seed}) if tuned
-        else studyfile.RandomSampler(type="random", seed=RANDOM_SEED_OFFSET + seed),
+        else RandomSampler(type="random", seed=RANDOM_SEED_OFFSET + seed),
     })  # fmt: skip
     pruner = search.make_pruner(spec) if tuned else optuna.pruners.NopPruner()
     study = optuna.create_study(

@@ -22,12 +22,13 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmarks.common import ROOT, median, scratch_postgres, search_mechanics, write
-from sweeper import fleet, search, storage, studyfile, urls
-from sweeper.heartbeat import Reach
-from sweeper.recording import Recorder
-from sweeper.storage import Store
+from sweeper import fleet, storage, studyfile
+from sweeper.fleet import search
+from sweeper.fleet.heartbeat import Reach
+from sweeper.fleet.recording import Recorder
+from sweeper.fleet.trial_runner import should_stop
+from sweeper.storage import Store, urls
 from sweeper.studyfile import StudySpec
-from sweeper.trial_runner import should_stop
 
 PLAIN = "plain Optuna script, postgresql"
 

@@ -23,9 +23,12 @@ import sqlalchemy
 
 from benchmarks.common import ROOT, median, scratch_postgres, search_mechanics, write
 from benchmarks.storage_cost import WorkerPath
-from sweeper import fleet, search, studyfile, urls
+from sweeper import fleet, studyfile
 
 # (owner, attribute, phase): the worker's path as it calls them.
+from sweeper.fleet import search
+from sweeper.storage import urls
+
 PHASES = (
     (fleet.Reaper, "reap_locked", "reap stale trials"),
     (fleet, "progress", "count the budget"),

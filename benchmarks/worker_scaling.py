@@ -21,11 +21,12 @@ from typing import Any
 from optuna.trial import TrialState
 
 from benchmarks.common import ROOT, median, scratch_postgres, search_mechanics, write
-from sweeper import storage, studyfile, urls
+from sweeper import storage, studyfile
 from sweeper.fleet import open_study
-from sweeper.protocol import ChildMessage, Done, Epoch
+from sweeper.fleet.worker import Worker
+from sweeper.storage import urls
 from sweeper.studyfile import StudySpec
-from sweeper.worker import Worker
+from sweeper.training.protocol import ChildMessage, Done, Epoch
 
 COUNTS = (1, 2, 4, 8)
 

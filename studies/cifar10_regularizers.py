@@ -1,7 +1,7 @@
 """The tutorial's CNN with every common regularizer as a knob: `studies/cifar10-regularizers.toml`'s model.
 
 The same three blocks of [Conv2D ×2, MaxPool2D] (32, 64, 128 filters), Dense(256) and a softmax
-as `sweeper.model`, plus L2 weight decay on every kernel, data augmentation (random flips and
+as `sweeper.training.model`, plus L2 weight decay on every kernel, data augmentation (random flips and
 shifts, active only while training) and label smoothing in the loss.
 """
 

@@ -23,9 +23,9 @@ _PUBLIC = {
     "StudySpec": ("sweeper.studyfile", "StudySpec"),
     "connect": ("sweeper.storage", "connect"),
     "open_study": ("sweeper.fleet", "open_study"),
-    "Worker": ("sweeper.worker", "Worker"),
-    "summary": ("sweeper.summary", "summary"),
-    "load_model": ("sweeper.export", "load_model"),
+    "Worker": ("sweeper.fleet.worker", "Worker"),
+    "summary": ("sweeper.reporting.summary", "summary"),
+    "load_model": ("sweeper.artifacts.export", "load_model"),
 }
 __all__ = [*_PUBLIC, "__version__"]
 

@@ -1,3 +1,3 @@
-from sweeper._launch import main
+from sweeper.cli._launch import main
 
 raise SystemExit(main())

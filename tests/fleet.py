@@ -13,7 +13,8 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
-from sweeper import studyfile, urls
+from sweeper import studyfile
+from sweeper.storage import urls
 from tests.conftest import ROOT, sweeper_command
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

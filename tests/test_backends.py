@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import backends, gpus
 from sweeper.errors import SweeperError
+from sweeper.training import backends, gpus
 from tests.conftest import ROOT, run_sweeper, study_file, sweeper_main
 
 

@@ -18,9 +18,10 @@ import sqlalchemy
 import tomli_w
 from hypothesis import HealthCheck, given, settings
 
-from sweeper import cli, storage, studyfile, urls
+from sweeper import cli, storage, studyfile
 from sweeper.errors import StudyFileError, SweeperError
 from sweeper.fleet import open_study
+from sweeper.storage import urls
 from tests.conftest import (
     FIXTURE_DATA,
     QUICK_TRAINING,

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from sweeper.child_output import StderrRelay, is_noise
+from sweeper.training.child_output import StderrRelay, is_noise
 
 # As TensorFlow 2.20 and absl print them in a training child on this project's CPU machines.
 NOISE = [

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from sweeper import fleet, storage, studyfile, urls
-from sweeper.heartbeat import Reach
-from sweeper.recording import Recorder
+from sweeper import fleet, storage, studyfile
+from sweeper.fleet.heartbeat import Reach
+from sweeper.fleet.recording import Recorder
+from sweeper.storage import urls
 from tests.conftest import study_file
 
 

@@ -7,9 +7,13 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from sweeper import comparison, fleet, storage, studyfile, summary, urls
-from sweeper.heartbeat import Reach
-from sweeper.recording import Recorder
+from sweeper import fleet, storage, studyfile
+from sweeper.errors import StudyFileError
+from sweeper.fleet import comparison
+from sweeper.fleet.heartbeat import Reach
+from sweeper.fleet.recording import Recorder
+from sweeper.reporting import summary
+from sweeper.storage import urls
 from tests.conftest import study_file
 
 BUDGET, MIN_TRIALS = 7, 3
@@ -71,10 +75,10 @@ def test_each_group_gets_its_share_whatever_the_sampler_prefers(pg_url: str, tmp
 
 def test_a_comparison_that_cannot_fit_the_budget_is_refused(tmp_path: Path) -> None:
     path = study_file(tmp_path, study={"name": "c", "budget": 5}, compare={"by": "batchnorm", "min_trials": 3})
-    with pytest.raises(studyfile.StudyFileError, match="needs 6 trials; the budget is 5"):
+    with pytest.raises(StudyFileError, match="needs 6 trials; the budget is 5"):
         studyfile.load(path)
     path = study_file(tmp_path, compare={"by": "dropout", "min_trials": 1})
-    with pytest.raises(studyfile.StudyFileError, match="must name a parameter with choices"):
+    with pytest.raises(StudyFileError, match="must name a parameter with choices"):
         studyfile.load(path)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from sweeper import confirmation
+from sweeper.fleet import confirmation
 from tests.conftest import QUICK_TRAINING, study_file, sweeper_main
 from tests.fleet import FINISHED, WorkerProcess, assert_exact_budget, trials, wait_for
 
@@ -64,7 +64,7 @@ def test_a_confirmation_run_is_never_pruned(tmp_path: Path) -> None:
     import optuna
 
     from sweeper import studyfile
-    from sweeper.trial_runner import should_stop
+    from sweeper.fleet.trial_runner import should_stop
 
     spec = studyfile.load(study_file(tmp_path, pruner={"type": "threshold", "lower": 0.99, "n_warmup_steps": 0}))
     study = optuna.create_study(

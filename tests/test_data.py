@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from sweeper import data, prepared
 from sweeper.errors import DataError
 from sweeper.studyfile import Training
+from sweeper.training import data, prepared
 from tests.conftest import FIXTURE_DATA
 
 

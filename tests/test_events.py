@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from sweeper import events
-from sweeper.events import EpochEnded, TrialEnded, TrialStarted
+from sweeper.fleet import events
+from sweeper.fleet.events import EpochEnded, TrialEnded, TrialStarted
 
 EXAMPLES = [
     TrialStarted("host:1", 4, "dropout=0.3 batchnorm=True learning_rate=0.001", 30),

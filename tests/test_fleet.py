@@ -16,7 +16,8 @@ import sqlalchemy
 from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import TrialState
 
-from sweeper import cli, gpus, studyfile
+from sweeper import cli, studyfile
+from sweeper.training import gpus
 from tests.conftest import QUICK_TRAINING, study_file
 from tests.fleet import (
     FINISHED,

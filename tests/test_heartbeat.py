@@ -9,8 +9,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeper import storage, urls
-from sweeper.heartbeat import Heartbeat, Reach
+from sweeper import storage
+from sweeper.fleet.heartbeat import Heartbeat, Reach
+from sweeper.storage import urls
 
 
 def _spin(seconds: float) -> None:

@@ -23,7 +23,7 @@ def test_public_names_resolve_and_nothing_else_does() -> None:
     spec = sweeper.load_study_file(ROOT / "studies" / "smoke.toml")
     assert isinstance(spec, sweeper.StudySpec) and spec.name == "smoke"
     assert {sweeper.connect.__module__, sweeper.open_study.__module__, sweeper.Worker.__module__} == {
-        "sweeper.storage", "sweeper.fleet", "sweeper.worker"
+        "sweeper.storage._store", "sweeper.fleet._shared_study", "sweeper.fleet.worker"
     }  # fmt: skip
     with pytest.raises(AttributeError, match="has no attribute 'heldtrial'"):
         sweeper.heldtrial  # noqa: B018

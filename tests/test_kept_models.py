@@ -17,7 +17,8 @@ import pytest
 from optuna.trial import TrialState
 
 import sweeper
-from sweeper import kept_models, model_stores, storage
+from sweeper import storage
+from sweeper.artifacts import kept_models, model_stores
 from sweeper.errors import SweeperError
 from tests.conftest import FIXTURE_DATA, QUICK_TRAINING, _fresh_database, run_sweeper, study_file, sweeper_main
 from tests.fleet import FINISHED, trials

@@ -188,7 +188,8 @@ def test_the_study_lock_excludes_through_transaction_pooling(bouncer: PgBouncer)
     """Two workers' locks through the same pooler: the second waits until the first is released."""
     import threading
 
-    from sweeper import storage, urls
+    from sweeper import storage
+    from sweeper.storage import urls
 
     url = urls.resolve_url(bouncer.url.replace("@", f":{PASSWORD}@"))
     first, second = storage.connect(url), storage.connect(url)

@@ -7,8 +7,8 @@ import re
 
 from rich.console import Console
 
-from sweeper.events import EpochEnded, TrialEnded, TrialStarted
-from sweeper.live_view import LiveView, StudyStatus
+from sweeper.cli.live_view import LiveView, StudyStatus
+from sweeper.fleet.events import EpochEnded, TrialEnded, TrialStarted
 
 
 def _view() -> LiveView:

@@ -3,7 +3,7 @@
 import keras
 import pytest
 
-from sweeper.model import build_model
+from sweeper.training.model import build_model
 
 
 def _conv_params(c_in: int, c_out: int) -> int:

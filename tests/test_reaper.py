@@ -21,9 +21,9 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from sweeper import fleet, retry, storage, studyfile, urls
-from sweeper.heartbeat import Heartbeat, Reach
-from sweeper.storage import Store
+from sweeper import fleet, storage, studyfile
+from sweeper.fleet.heartbeat import Heartbeat, Reach
+from sweeper.storage import Store, retry, urls
 from tests.conftest import study_file
 
 STALE = 4  # seconds; beats every second, as the smoke study

@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweeper import storage
-from sweeper.recording import Recorder, summarize
+from sweeper.fleet.recording import Recorder, summarize
 
 HISTORY = {"acc": [0.4, 0.7, 0.9], "val_acc": [0.35, 0.6, 0.55], "loss": [1.0, 0.8, 0.5], "val_loss": [1.1, 0.9, 1.0]}
 

@@ -23,7 +23,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeper import storage, urls
+from sweeper import storage
+from sweeper.storage import urls
 from tests.conftest import (
     QUICK_TRAINING,
     ROOT,
@@ -202,8 +203,8 @@ def _stop(process: subprocess.Popen) -> str:
 
 def test_chart_refresher_never_writes_into_a_study_sweeper_did_not_create(tmp_path: Path) -> None:
     from sweeper import studyfile
-    from sweeper.dashboard import ChartRefresher
     from sweeper.fleet import open_study
+    from sweeper.reporting.dashboard import ChartRefresher
 
     store = storage.connect(f"sqlite:///{tmp_path / 'mixed.db'}")
     try:

@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy
 import sqlalchemy.orm
 
-from sweeper import retry
 from sweeper.errors import StorageError
+from sweeper.storage import retry
 
 URL = "postgresql+psycopg://u:topsecret@127.0.0.1:1/db"
 

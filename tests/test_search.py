@@ -5,7 +5,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from sweeper import search, studyfile
+from sweeper import studyfile
+from sweeper.fleet import search
 from tests.conftest import ROOT
 
 REAL = studyfile.load(ROOT / "studies" / "cifar10-regularization.toml")

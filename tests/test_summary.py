@@ -6,7 +6,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweeper import summary
+from sweeper.reporting import summary
 
 SPACE = {
     "dropout": FloatDistribution(0.2, 0.5),

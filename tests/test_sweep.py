@@ -19,7 +19,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import storage, studyfile, sweep
+from sweeper import storage, studyfile
+from sweeper.cli import sweep
 from tests.conftest import QUICK_TRAINING, ROOT, run_sweeper, study_file, sweeper_command
 from tests.fleet import trials as stored_trials
 

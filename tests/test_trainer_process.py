@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import data
-from sweeper.protocol import Done, Epoch, Job
 from sweeper.studyfile import Training
-from sweeper.trainer_process import TrainingProcess
+from sweeper.training import data
+from sweeper.training.protocol import Done, Epoch, Job
+from sweeper.training.trainer_process import TrainingProcess
 from tests.conftest import FIXTURE_DATA
 
 

@@ -9,10 +9,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeper import fleet, search, storage, studyfile, urls
-from sweeper.heartbeat import Reach
-from sweeper.recording import Recorder
-from sweeper.trial_runner import should_stop
+from sweeper import fleet, storage, studyfile
+from sweeper.fleet import search
+from sweeper.fleet.heartbeat import Reach
+from sweeper.fleet.recording import Recorder
+from sweeper.fleet.trial_runner import should_stop
+from sweeper.storage import urls
 from tests.conftest import ROOT
 
 SPEC = studyfile.load(ROOT / "studies" / "cifar10-regularization.toml")

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sweeper import uncertainty
+from sweeper.reporting import uncertainty
 
 T_975_DF2 = 4.302653  # Student's t, 97.5th percentile, 2 degrees of freedom (any t table)
 

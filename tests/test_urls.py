@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sweeper import urls
 from sweeper.errors import StorageError
+from sweeper.storage import urls
 
 
 def test_postgresql_urls_run_on_psycopg_and_show_without_their_password() -> None:

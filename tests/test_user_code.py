@@ -15,7 +15,9 @@ import sqlalchemy
 import tomli_w
 from optuna.trial import TrialState
 
-from sweeper import cli, preflight, studyfile, urls
+from sweeper import cli, studyfile
+from sweeper.storage import urls
+from sweeper.training import preflight
 from tests.conftest import ROOT, run_sweeper, sweeper_main
 from tests.fleet import WorkerProcess, assert_exact_budget, proc_status, trials, wait_for
 
