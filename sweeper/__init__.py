@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"  # the one place; pyproject.toml reads it
 _PUBLIC = {
     "load_study_file": ("sweeper.studyfile", "load"),
     "StudySpec": ("sweeper.studyfile", "StudySpec"),

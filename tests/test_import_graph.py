@@ -8,6 +8,10 @@ an arrow that points up or closes a circle.
 from __future__ import annotations
 
 import ast
+import importlib.metadata
+import re
+import sys
+import tomllib
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -112,3 +116,28 @@ def test_the_graph_sees_function_level_imports() -> None:
     """A check of the checker: the child's lazy imports of the trainer and of user_code are arrows."""
     assert "sweeper.training.trainer" in GRAPH[CHILD_ENTRY]
     assert "sweeper.training.user_code" in GRAPH["sweeper.training.trainer"]
+
+
+def _declared() -> set[str]:
+    """The distributions pyproject.toml names: dependencies and every extra (backends are extras)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [
+        *project["dependencies"],
+        *(r for extra in project["optional-dependencies"].values() for r in extra),
+    ]
+    return {_canonical(re.split(r"[\[<>=~!; ]", requirement, maxsplit=1)[0]) for requirement in requirements}
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_package_sweeper_imports_is_declared() -> None:
+    """An undeclared import works here only because something else pulled it in."""
+    distributions = importlib.metadata.packages_distributions()
+    imported = (
+        {m.split(".")[0] for name in MODULES for m in _imports(name)} - set(sys.stdlib_module_names) - {"sweeper"}
+    )
+    declared = _declared()
+    undeclared = {top for top in imported if not {_canonical(d) for d in distributions.get(top, [top])} & declared}
+    assert not undeclared, f"imported by sweeper/ but not declared in pyproject.toml: {sorted(undeclared)}"

@@ -1,14 +1,15 @@
-"""The package's public surface: a few names, imported on first use."""
+"""The package's public surface: a few names, imported on first use, and its version."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 
 import pytest
 
 import sweeper
-from tests.conftest import ROOT
+from tests.conftest import ROOT, sweeper_main
 
 
 def test_import_sweeper_loads_nothing_heavy() -> None:
@@ -27,3 +28,9 @@ def test_public_names_resolve_and_nothing_else_does() -> None:
     }  # fmt: skip
     with pytest.raises(AttributeError, match="has no attribute 'heldtrial'"):
         sweeper.heldtrial  # noqa: B018
+
+
+def test_the_version_is_defined_once_and_printed(capsys: pytest.CaptureFixture) -> None:
+    assert importlib.metadata.version("sweeper") == sweeper.__version__  # pyproject.toml reads it
+    result = sweeper_main(capsys, "--version")
+    assert (result.returncode, result.stdout.strip()) == (0, f"sweeper {sweeper.__version__}")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import optuna
 
-from sweeper import storage, studyfile
+from sweeper import __version__, storage, studyfile
 from sweeper.cli._argtypes import gpu_choice, port, positive_int, positive_seconds
 from sweeper.errors import SweeperError
 from sweeper.fleet import events
@@ -34,6 +34,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sweeper", description="Hyperparameter sweeps of the tutorial CNN on CIFAR-10.")
+    parser.add_argument("--version", action="version", version=f"sweeper {__version__}")
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="also show the Keras backend's start-up messages from training"
