@@ -34,6 +34,7 @@ system-packages:
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The whole suite: lint, the fast part, then the load and outage tests (slow) and the Docker engine
 # tests (engine), which run alone: they load every core themselves or start their own engine.

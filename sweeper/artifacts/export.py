@@ -61,7 +61,7 @@ def export(
         return f"trial {trial.number}: val_acc recorded {trial.value:.4f} (not re-evaluated: {study_file} is gone) -> {out}"
     measured = evaluate_model(out, spec, study_file, data_dir, verbose)
     line = f"trial {trial.number}: val_acc recorded {trial.value:.4f}, re-evaluated {measured:.4f} -> {out}"
-    if abs(measured - trial.value) > TOLERANCE:
+    if abs(measured - studies.value_of(trial)) > TOLERANCE:
         raise SweeperError(f"{line}\nthe kept model does not reproduce its recorded val_acc (tolerance {TOLERANCE})", 1)
     return line
 

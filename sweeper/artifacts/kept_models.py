@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from sweeper.artifacts.model_stores import ENV, ModelStore, store_errors
 from sweeper.errors import SweeperError
 from sweeper.storage import urls
+from sweeper.storage.studies import value_of
 from sweeper.studyfile import Artifacts
 
 log = logging.getLogger("sweeper.kept_models")
@@ -120,12 +121,12 @@ class ModelKeeper:
         removed = set(study.user_attrs.get(REMOVED, []))
         kept = sorted(
             (t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _artifact_id(t)),
-            key=lambda t: (-t.value, t.number),
+            key=lambda t: (-value_of(t), t.number),
         )
         newly = [t for t in kept[self.keep_top :] if t.number not in removed]
         for trial in newly:
             try:
-                self.store.remove(_artifact_id(trial))
+                self.store.remove(_artifact_id(trial) or "")  # kept: only trials with an id
             except ArtifactNotFound:
                 pass
             log.info("trial %d: model removed from the store (not among the best %d)", trial.number, self.keep_top)
@@ -148,11 +149,12 @@ def kept_model(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, st
         candidates = [t for t in complete if t.number not in removed]
         if not candidates:
             raise SweeperError(f"study {study.study_name!r} has no kept model yet (no COMPLETE trial saved one)")
-        trial = max(candidates, key=lambda t: (t.value, -t.number))
+        trial = max(candidates, key=lambda t: (value_of(t), -t.number))
     else:
-        trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
-        if trial is None:
+        numbered = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+        if numbered is None:
             raise SweeperError(f"study {study.study_name!r} has no trial {number}")
+        trial = numbered
         if trial.state != TrialState.COMPLETE:
             raise SweeperError(f"trial {number} is {trial.state.name}: only COMPLETE trials keep a model")
         if not _artifact_id(trial):
@@ -163,4 +165,6 @@ def kept_model(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, st
                 f"trial {number}'s model was removed from the store when it fell out of the best kept "
                 "([artifacts] keep_top); export one of those, e.g. with --best"
             )
-    return trial, _artifact_id(trial)
+    artifact_id = _artifact_id(trial)
+    assert artifact_id, "checked above"  # noqa: S101
+    return trial, artifact_id

@@ -12,6 +12,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 import optuna
 
@@ -28,7 +29,7 @@ log = logging.getLogger("sweeper")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own exit code 2, without the usage dump
+    def error(self, message: str) -> NoReturn:  # argparse's own exit code 2, without the usage dump
         self.exit(2, f"sweeper: error: {message} (see '{self.prog} --help')\n")
 
 

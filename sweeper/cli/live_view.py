@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sweeper.fleet.events import EpochEnded, Event, TrialEnded, TrialStarted
+from sweeper.storage.studies import value_of
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ def study_status(study: optuna.Study) -> StudyStatus:
     """The study's counts and best trial, read from the storage now."""
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    best = max(complete, key=lambda t: t.value, default=None)
+    best = max(complete, key=value_of, default=None)
     return StudyStatus(
         finished=sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials),
         running=sum(t.state == TrialState.RUNNING for t in trials),

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO
+from typing import IO, Any
 
 import optuna
 from rich.console import Console
@@ -43,7 +43,7 @@ def run_workers(
     env = {**os.environ, **(env or {}), "SWEEPER_STORAGE": url}
     command = [sys.executable, "-m", "sweeper", *worker_args]
     log.info("sweep: %d workers, storage %s", workers, urls.mask(url))
-    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE} if live else {}
+    pipes: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE} if live else {}
     if live is not None:
         command += ["--events", "json", "--no-epoch-lines"]  # the view shows the epochs
     processes: list[subprocess.Popen] = []

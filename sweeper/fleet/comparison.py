@@ -13,9 +13,10 @@ since an assignment is only a queued trial.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import optuna
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.fleet import confirmation
@@ -27,8 +28,9 @@ COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialStat
 
 def group_counts(trials: list[FrozenTrial], spec: StudySpec) -> dict[Any, int]:
     """Search trials (finished, running or queued) per value of the compared parameter."""
+    assert spec.compare is not None, "only a study with [compare] counts its groups"  # noqa: S101
     by = spec.compare.by
-    counts = {value: 0 for value in spec.space.distributions()[by].choices}
+    counts = {value: 0 for value in cast(CategoricalDistribution, spec.space.distributions()[by]).choices}
     for trial in trials:
         value = params_of(trial).get(by)
         if trial.state in COUNTED and value in counts and not confirmation.is_confirmation(trial.user_attrs):

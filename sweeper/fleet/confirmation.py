@@ -13,6 +13,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper.storage.studies import value_of
 from sweeper.studyfile import StudySpec
 
 PHASE, CONFIRMS, QUEUED = "phase", "confirms", "confirm_trials"
@@ -36,14 +37,14 @@ def pending(study: optuna.Study, spec: StudySpec) -> bool:
 def chosen(trials: list[FrozenTrial], top: int, by: str) -> list[FrozenTrial]:
     """Each compared group's best search trial (batch normalization on, off), the baseline, then the `top` best overall."""
     search = [t for t in trials if t.state == TrialState.COMPLETE and not is_confirmation(t.user_attrs)]
-    ranked = sorted(search, key=lambda t: (-t.value, t.number))
+    ranked = sorted(search, key=lambda t: (-value_of(t), t.number))
     picks: list[FrozenTrial] = []
     for group in dict.fromkeys(t.params.get(by) for t in ranked):
         picks.append(next(t for t in ranked if t.params.get(by) == group))
     picks += [t for t in ranked if t.user_attrs.get("baseline")][:1]
     picks += ranked[:top] if top else []
     unique = {t.number: t for t in picks}
-    return sorted(unique.values(), key=lambda t: (-t.value, t.number))
+    return sorted(unique.values(), key=lambda t: (-value_of(t), t.number))
 
 
 def enqueue(study: optuna.Study, spec: StudySpec) -> int:

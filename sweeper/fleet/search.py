@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import optuna
+from optuna.distributions import CategoricalDistribution
 
 from sweeper.studyfile import StudySpec
 
@@ -34,7 +37,7 @@ def seed_trial(sampler: optuna.samplers.BaseSampler, spec: StudySpec, trial_numb
     trial (about 20 ms per trial at 1,000 trials).
     """
     seed = trial_seed(spec, trial_number)
-    states = [sampler._rng]  # the same states `reseed_rng()` reseeds, but with our seed
+    states = [sampler._rng]  # type: ignore[attr-defined]  # the same states `reseed_rng()` reseeds, but with our seed
     if isinstance(sampler, optuna.samplers.TPESampler):
         states.append(sampler._random_sampler._rng)
     for state in states:
@@ -43,14 +46,14 @@ def seed_trial(sampler: optuna.samplers.BaseSampler, spec: StudySpec, trial_numb
 
 def suggest(trial: optuna.trial.Trial, spec: StudySpec) -> dict:
     """Draw the trial's parameters (or read the fixed ones of a queued trial)."""
-    params = {}
+    params: dict[str, Any] = {}
     for name, dist in spec.space.distributions().items():
         if isinstance(dist, optuna.distributions.FloatDistribution):
             params[name] = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
         elif isinstance(dist, optuna.distributions.IntDistribution):
             params[name] = trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
         else:
-            params[name] = trial.suggest_categorical(name, dist.choices)
+            params[name] = trial.suggest_categorical(name, cast(CategoricalDistribution, dist).choices)
     return params
 
 

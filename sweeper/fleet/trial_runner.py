@@ -109,7 +109,7 @@ class TrialRunner:
         model_path = str(self.keeper.path_for(trial.number)) if self.keeper else None
         job = Job(
             params, training.epochs, training.batch_size, seed, training.jit_compile, training.mixed_precision,
-            training.run_eagerly, model_path, self.spec.model and self.spec.model.builder, str(self.spec.folder),
+            training.run_eagerly, model_path, self.spec.model.builder if self.spec.model else None, str(self.spec.folder),
         )  # fmt: skip
         self.child.start(job)
         history: dict[str, list[float]] = defaultdict(list)
@@ -162,11 +162,12 @@ class TrialRunner:
     def _finish(
         self, trial: optuna.trial.Trial, state: TrialState, attrs: dict, history: dict, started: float
     ) -> TrialState:
-        if self.keeper and state == TrialState.COMPLETE:
-            attrs.update(self.retrying(lambda: self.keeper.keep(trial), "keeping the model"))
+        keeper = self.keeper
+        if keeper and state == TrialState.COMPLETE:
+            attrs.update(self.retrying(lambda: keeper.keep(trial), "keeping the model"))
         frozen = self.recorder.finish(trial, state, attrs, history, started)
-        if self.keeper and attrs.get("model_saved"):
-            self.retrying(lambda: self.keeper.trim(trial.study), "removing models beyond the best kept")
+        if keeper and attrs.get("model_saved"):
+            self.retrying(lambda: keeper.trim(trial.study), "removing models beyond the best kept")
         value = "-" if frozen.value is None else f"{frozen.value:.4f}"
         now = self.retrying(self.progress, "counting trials")
         log.info(

@@ -116,7 +116,8 @@ class Worker:
 
     def _force_exit(self) -> None:
         log.warning("%s: storage did not answer within the stop grace; exiting now", self.name)
-        self.child.kill()
+        if self.child is not None:
+            self.child.kill()
         os._exit(stopped_exit_code())
 
     def _db(self, action: Callable[[], T], what: str) -> T:
@@ -145,11 +146,13 @@ class Worker:
                 if claim.status == ClaimStatus.FULL:
                     self.stop.wait(self.spec.fleet.poll_seconds)  # a running trial may yet fail
                     continue
-                self._heartbeat.hold(claim.trial._trial_id)
+                trial = claim.trial
+                assert trial is not None, "a TRIAL claim carries its trial"  # noqa: S101
+                self._heartbeat.hold(trial._trial_id)
                 try:
-                    start = functools.partial(fleet.start, claim.trial, self.study, self.spec, self.name)
-                    self._db(start, f"starting trial {claim.trial.number}")  # an outage here keeps the trial
-                    outcome = self._runner.run(claim.trial)
+                    start = functools.partial(fleet.start, trial, self.study, self.spec, self.name)
+                    self._db(start, f"starting trial {trial.number}")  # an outage here keeps the trial
+                    outcome = self._runner.run(trial)
                 finally:
                     self._heartbeat.release()
                 ran += 1
@@ -160,7 +163,8 @@ class Worker:
                     return 1
         finally:
             self._heartbeat.stop()
-            self.child.close()
+            if self.child is not None:
+                self.child.close()
             if self.keeper:
                 self.keeper.close()
         if self.stop.is_set():

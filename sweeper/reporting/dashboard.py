@@ -47,13 +47,13 @@ def dashboard_password() -> str | None:
     """
     path = os.environ.get("SWEEPER_DASHBOARD_PASSWORD_FILE")
     if path is not None:
-        secret = urls.read_secret_file("SWEEPER_DASHBOARD_PASSWORD_FILE", path)
-        if not secret:
+        from_file = urls.read_secret_file("SWEEPER_DASHBOARD_PASSWORD_FILE", path)
+        if not from_file:
             raise SweeperError(
                 f"SWEEPER_DASHBOARD_PASSWORD_FILE {path or '(empty name)'} holds no password; put one in it or unset the variable",
                 2,
             )
-        return secret
+        return from_file
     secret = os.environ.get("SWEEPER_DASHBOARD_PASSWORD")
     if secret is not None and not secret.strip():
         raise SweeperError("SWEEPER_DASHBOARD_PASSWORD is set but empty; set a password or unset the variable", 2)

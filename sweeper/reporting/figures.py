@@ -194,17 +194,17 @@ def timeline_chart(table: list[Row]) -> go.Figure:
     """Trials over time, one lane per worker: parallelism, gaps and failures at a glance."""
     figure = go.Figure()
     for state, color in STATE_COLORS.items():
-        spans = [r for r in table if r.state == state and r.trial.datetime_start is not None]
+        spans = [(r, start) for r in table if r.state == state and (start := r.trial.datetime_start) is not None]
         if not spans:
             continue
-        ends = [r.trial.datetime_complete or datetime.datetime.now() for r in spans]
+        ends = [r.trial.datetime_complete or datetime.datetime.now() for r, _ in spans]
         figure.add_trace(
             go.Bar(
-                y=[r.trial.user_attrs.get("worker", "?") for r in spans],
-                x=[(end - r.trial.datetime_start).total_seconds() * 1000 for r, end in zip(spans, ends, strict=False)],
-                base=[r.trial.datetime_start.isoformat() for r in spans],
+                y=[r.trial.user_attrs.get("worker", "?") for r, _ in spans],
+                x=[(end - start).total_seconds() * 1000 for (_, start), end in zip(spans, ends, strict=True)],
+                base=[start.isoformat() for _, start in spans],
                 orientation="h", name=state.lower(), marker_color=color,
-                text=[f"trial {r.number}" for r in spans], hovertemplate="%{text}<extra></extra>",
+                text=[f"trial {r.number}" for r, _ in spans], hovertemplate="%{text}<extra></extra>",
             )
         )  # fmt: skip
     figure.update_layout(
@@ -219,7 +219,8 @@ def progress_chart(table: list[Row]) -> go.Figure:
     Trials count in the order they finished; epochs spent include those of pruned and failed
     trials (each reported epoch cost its training time), so pruning shows as a steeper curve.
     """
-    ended = sorted((r for r in table if r.trial.datetime_complete is not None), key=lambda r: r.trial.datetime_complete)
+    finished = [(end, r) for r in table if (end := r.trial.datetime_complete) is not None]
+    ended = [r for _, r in sorted(finished, key=lambda pair: pair[0])]
     best, epochs, points = -math.inf, 0, []
     for count, row in enumerate(ended, start=1):
         epochs += len(row.trial.intermediate_values)

@@ -73,7 +73,9 @@ def summary(study: optuna.Study, storage_label: str) -> dict[str, Any]:
     """Everything `sweeper report` prints, as plain data (the JSON format is exactly this)."""
     all_rows = rows(study)
     search_rows = [r for r in all_rows if r.confirms is None]  # confirmation runs are judged apart
-    finished = sorted((r for r in search_rows if r.finished and r.val_acc is not None), key=lambda r: -r.val_acc)
+    finished = sorted(
+        (r for r in search_rows if r.finished and r.val_acc is not None), key=lambda r: -(r.val_acc or 0.0)
+    )
     complete = [r for r in finished if r.state == "COMPLETE"]
     best = complete[0] if complete else (finished[0] if finished else None)
     baseline = next((r for r in finished if r.baseline), None)
@@ -227,16 +229,16 @@ def confirmed_table(all_rows: list[Row], by: str) -> list[dict[str, Any]]:
     for row in all_rows:
         if row.confirms is not None and row.state == "COMPLETE" and row.confirms in by_number:
             runs.setdefault(row.confirms, []).append(row)
-    table = []
+    table: list[dict[str, Any]] = []
     for number, extra in runs.items():
         original = by_number[number]
         if original.val_acc is None:
             continue
         seeds = [original, *sorted(extra, key=lambda r: r.number)]
-        est = uncertainty.estimate([r.val_acc for r in seeds])
+        est = uncertainty.estimate([r.val_acc for r in seeds if r.val_acc is not None])  # COMPLETE: all
         gaps = [r.gap for r in seeds if r.gap is not None]
         table.append({
-            "trial": number, "params": _trial_json(original)["params"], "baseline": original.baseline,
+            "trial": number, "params": original.params, "baseline": original.baseline,
             "runs": [r.number for r in seeds], "values": est.values, "mean": est.mean,
             "ci95": list(est.ci95) if est.ci95 else None,
             "gap_mean": statistics.fmean(gaps) if gaps else None,

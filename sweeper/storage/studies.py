@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from sweeper.errors import SweeperError
 from sweeper.storage import Store
 from sweeper.storage.urls import mask
+
+
+def value_of(trial: FrozenTrial) -> float:
+    """A COMPLETE trial's val_acc: sweeper's studies have one objective, so Optuna always stores one."""
+    value = trial.value
+    assert value is not None, f"trial {trial.number} is COMPLETE without a value"  # noqa: S101
+    return value
 
 
 def load_study(store: Store, name: str) -> optuna.Study:

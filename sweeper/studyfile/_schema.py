@@ -201,7 +201,8 @@ class StudySpec(_Strict):
                 f"the tutorial's CNN (no [model] section) takes exactly {', '.join(TUTORIAL_PARAMS)}; this space has "
                 f"{', '.join(names)}. Name your own Keras model with [model] builder = 'module:function'"
             )
-        if not all(isinstance(choice, bool) for choice in self.space.batchnorm.choices):
+        batchnorm = self.space.batchnorm
+        if batchnorm is None or not all(isinstance(choice, bool) for choice in batchnorm.choices):
             raise ValueError("space.batchnorm: the tutorial's CNN takes true or false")
         return self
 
@@ -239,11 +240,11 @@ class StudySpec(_Strict):
     def _compare_fits(self) -> StudySpec:
         if self.compare is None:
             return self
-        if self.compare.by not in self._parameters(choices=True):
+        dist = self.space.distributions().get(self.compare.by)
+        if not isinstance(dist, CategoricalDistribution):
             raise ValueError(
                 f"compare.by = {self.compare.by!r} must name a parameter with choices: {self._parameters(choices=True)}"
             )
-        dist = self.space.distributions()[self.compare.by]
         needed = len(dist.choices) * self.compare.min_trials
         if needed > self.study.budget:
             raise ValueError(

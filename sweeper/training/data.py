@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sweeper.errors import DataError
+from sweeper.errors import DataError, SweeperError
 from sweeper.studyfile import StudySpec, Training
 from sweeper.training.prepared import ARRAYS, USER_DATA_PREFIX, Dataset
 
@@ -177,8 +177,10 @@ def prepare_for(
     with its `[model]` builder checked once (`sweeper.training.preflight`)."""
     cache_dir = cache_dir or default_cache_dir()
     folder = prepare(data_dir, spec.training, cache_dir) if spec.data is None else None
-    if spec.data is None and spec.model is None:
+    if folder is not None and spec.model is None:
         return folder
+    if study_file is None:
+        raise SweeperError("a study with [model] or [data] is checked from its file: load it from a file", 2)
     from sweeper.training import preflight
 
     return preflight.preflight(study_file, folder, cache_dir, backend)

@@ -20,7 +20,7 @@ ACCURACY_NAMES = ("acc", "accuracy", "sparse_categorical_accuracy", "categorical
 
 def canonical_metrics(logs: dict[str, Any]) -> dict[str, float]:
     """An epoch's logs under sweeper's names (`METRICS`); anything else is left out."""
-    out = {}
+    out: dict[str, float] = {}
     for key, value in logs.items():
         prefix = "val_" if key.startswith("val_") else ""
         name = key.removeprefix(prefix)
