@@ -25,9 +25,10 @@ ENV PYTHONUNBUFFERED=1 \
 # exists"); sweeper and Keras create what they need.
 WORKDIR /app
 # Dependencies first, from pyproject.toml alone, in a layer of their own: editing sweeper's code
-# rebuilds only the small layer below, not TensorFlow's.
+# rebuilds only the small layer below, not TensorFlow's. The stand-in package holds only the version
+# that pyproject.toml reads from it.
 COPY pyproject.toml README.md ./
-RUN mkdir sweeper && touch sweeper/__init__.py \
+RUN mkdir sweeper && echo "__version__ = \"0\"" > sweeper/__init__.py \
     && python3 -m pip install ".${EXTRAS:+[$EXTRAS]}" \
     && rm -rf sweeper build sweeper.egg-info
 COPY sweeper ./sweeper
