@@ -316,8 +316,8 @@ def _epochs(trial: optuna.trial.FrozenTrial) -> int:
 
 
 def _study_side(url: str, name: str) -> dict[str, Any]:
-    from sweeper.fleet import confirmation
     from sweeper.reporting import summary
+    from sweeper.storage.records import TrialRecord
 
     study = optuna.load_study(study_name=name, storage=url)
     trials = study.get_trials(deepcopy=False)
@@ -326,7 +326,7 @@ def _study_side(url: str, name: str) -> dict[str, Any]:
     return {
         "trials": len(trials),
         "epochs": sum(_epochs(t) for t in trials),
-        "confirmation_epochs": sum(_epochs(t) for t in trials if confirmation.is_confirmation(t.user_attrs)),
+        "confirmation_epochs": sum(_epochs(t) for t in trials if TrialRecord.from_frozen(t).is_confirmation),
         "best_search_val_acc": content["best"]["val_acc"],
         "pick": pick,
         "own_confirmation": content["confirmed"][:1],

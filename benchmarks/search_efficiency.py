@@ -51,8 +51,8 @@ class Table:
 def replay(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list[tuple[int, float]]:
     """(epochs spent so far, best finished val_acc so far) after each trial.
 
-    Trial n is sampled with seed + n (as workers do); random search's seeds are offset by
-    RANDOM_SEED_OFFSET so that TPE's random start-up trials never repeat random search's draws.
+    Trial n is sampled with its own seed from (seed, n), as workers do; random search's study seeds
+    are offset by RANDOM_SEED_OFFSET, so the two sides never share a study seed.
     """
     spec = spec.model_copy(update={
         "training": spec.training.model_copy(update={"epochs": table.epochs}),

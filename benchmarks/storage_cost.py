@@ -28,6 +28,7 @@ from sweeper.fleet.heartbeat import Reach
 from sweeper.fleet.recording import Recorder
 from sweeper.fleet.trial_runner import should_stop
 from sweeper.storage import Store, urls
+from sweeper.storage.records import TrialRecord
 from sweeper.studyfile import StudySpec
 
 PLAIN = "plain Optuna script, postgresql"
@@ -65,7 +66,7 @@ class WorkerPath:
             if should_stop(trial, self.spec, value, epoch):
                 state = TrialState.PRUNED
                 break
-        self.recorder.finish(trial, state, {"worker": self.name}, history, started)
+        self.recorder.finish(trial, state, TrialRecord(worker=self.name), history, started)
         return time.perf_counter() - started
 
 

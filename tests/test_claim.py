@@ -10,7 +10,8 @@ from optuna.trial import TrialState
 from sweeper import fleet, storage, studyfile
 from sweeper.fleet.heartbeat import Reach
 from sweeper.fleet.recording import Recorder
-from sweeper.storage import urls
+from sweeper.storage import optuna_internals, urls
+from sweeper.storage.records import TrialRecord
 from tests.conftest import study_file
 
 
@@ -33,7 +34,7 @@ def test_a_claim_cut_short_before_its_heartbeat_is_taken_over_by_the_next(url: s
         assert taken.status == fleet.ClaimStatus.TRIAL and taken.trial.number == cut_short.number
         fleet.start(taken.trial, study, spec, "unit")
         assert set(taken.trial.params) == {"dropout", "batchnorm", "learning_rate"}
-        assert storage.abandoned_claim(store, spec.name) is None  # it has its heartbeat now
+        assert optuna_internals.abandoned_claim(store, spec.name) is None  # it has its heartbeat now
         fresh = fleet.claim(store, study, spec, reaper, "unit")
         assert fresh.status == fleet.ClaimStatus.TRIAL and fresh.trial.number == cut_short.number + 1
         fleet.start(fresh.trial, study, spec, "unit")
@@ -41,7 +42,7 @@ def test_a_claim_cut_short_before_its_heartbeat_is_taken_over_by_the_next(url: s
 
         recorder = Recorder(store, study, 0, lambda action, _what: action())
         for claim in (taken, fresh):
-            recorder.finish(claim.trial, TrialState.COMPLETE, {}, {"val_acc": [0.5], "acc": [0.5]}, 0.0)
+            recorder.finish(claim.trial, TrialState.COMPLETE, TrialRecord(), {"val_acc": [0.5], "acc": [0.5]}, 0.0)
         assert fleet.claim(store, study, spec, reaper, "unit").status == fleet.ClaimStatus.DONE
         states = [t.state for t in study.get_trials(deepcopy=False)]
         assert states == [TrialState.COMPLETE, TrialState.COMPLETE]  # none reaped, none beyond the budget

@@ -14,6 +14,7 @@ from sweeper.fleet.heartbeat import Reach
 from sweeper.fleet.recording import Recorder
 from sweeper.reporting import summary
 from sweeper.storage import urls
+from sweeper.storage.records import TrialRecord
 from tests.conftest import study_file
 
 BUDGET, MIN_TRIALS = 7, 3
@@ -32,7 +33,9 @@ def _sweep_by_claims(url: str, spec: studyfile.StudySpec) -> list[fleet.Claim]:
             claims.append(claim)
             fleet.start(claim.trial, study, spec, "unit")
             value = 0.9 if claim.trial.params["batchnorm"] else 0.1
-            recorder.finish(claim.trial, TrialState.COMPLETE, {}, {"val_acc": [value] * 3, "acc": [value] * 3}, 0.0)
+            recorder.finish(
+                claim.trial, TrialState.COMPLETE, TrialRecord(), {"val_acc": [value] * 3, "acc": [value] * 3}, 0.0
+            )
         return claims
     finally:
         store.close()

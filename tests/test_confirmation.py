@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from sweeper.fleet import confirmation
+from sweeper.storage.records import TrialRecord
 from tests.conftest import QUICK_TRAINING, study_file, sweeper_main
 from tests.fleet import FINISHED, WorkerProcess, assert_exact_budget, trials, wait_for
 
@@ -30,7 +30,7 @@ def test_confirmation_runs_each_winner_again_and_the_total_stays_exact_through_a
     def confirming_on_victim():
         return next(
             (t for t in trials(pg_url, "confirm") if t.state == TrialState.RUNNING
-             and t.user_attrs.get("worker") == victim.name and confirmation.is_confirmation(t.user_attrs)),
+             and t.user_attrs.get("worker") == victim.name and TrialRecord.from_frozen(t).is_confirmation),
             None,
         )  # fmt: skip
 
@@ -40,14 +40,14 @@ def test_confirmation_runs_each_winner_again_and_the_total_stays_exact_through_a
 
     stored = trials(pg_url, "confirm")
     queued = sum(
-        confirmation.is_confirmation(t.user_attrs) and t.system_attrs.get("failed_trial") is None for t in stored
+        TrialRecord.from_frozen(t).is_confirmation and t.system_attrs.get("failed_trial") is None for t in stored
     )
     assert_exact_budget(pg_url, "confirm", BUDGET + queued)
     assert (first.log() + victim.log()).count("confirmation trial(s) queued") == 1  # once, for the fleet
     [retry] = [t for t in stored if t.system_attrs.get("failed_trial") == lost.number]
-    assert retry.state in FINISHED and confirmation.is_confirmation(retry.user_attrs)
-    assert retry.user_attrs[confirmation.CONFIRMS] == lost.user_attrs[confirmation.CONFIRMS]
-    runs = [t for t in stored if confirmation.is_confirmation(t.user_attrs) and t.state in FINISHED]
+    assert retry.state in FINISHED and TrialRecord.from_frozen(retry).is_confirmation
+    assert TrialRecord.from_frozen(retry).confirms == TrialRecord.from_frozen(lost).confirms
+    runs = [t for t in stored if TrialRecord.from_frozen(t).is_confirmation and t.state in FINISHED]
     assert all(t.state == TrialState.COMPLETE for t in runs)
 
     report = sweeper_main(capsys, "report", "confirm", "--storage", pg_url, "-f", "json")
@@ -73,7 +73,7 @@ def test_a_confirmation_run_is_never_pruned(tmp_path: Path) -> None:
         pruner=optuna.pruners.ThresholdPruner(lower=0.99),
     )
     params = {"dropout": 0.3, "batchnorm": True, "learning_rate": 1e-3}
-    study.enqueue_trial(params, user_attrs={confirmation.PHASE: "confirm", confirmation.CONFIRMS: 0})
+    study.enqueue_trial(params, user_attrs=TrialRecord(phase="confirm", confirms=0).to_attrs())
     study.enqueue_trial(params)
     rerun, search = study.ask(), study.ask()
     assert should_stop(search, spec, 0.2, 1) is True  # the pruner would stop it

@@ -20,7 +20,7 @@ import sweeper
 from sweeper import storage
 from sweeper.artifacts import kept_models, model_stores
 from sweeper.errors import SweeperError
-from tests.conftest import FIXTURE_DATA, QUICK_TRAINING, _fresh_database, run_sweeper, study_file, sweeper_main
+from tests.conftest import FIXTURE_DATA, QUICK_TRAINING, ROOT, _fresh_database, run_sweeper, study_file, sweeper_main
 from tests.fleet import FINISHED, trials
 
 
@@ -125,8 +125,8 @@ def test_an_upload_that_fails_records_the_result_without_a_model(tmp_path: Path)
     trial = study.ask()
     keeper.path_for(trial.number).write_bytes(b"a model")
     folder.rmdir()  # the store went away mid-sweep
-    attrs = keeper.keep(trial)
-    assert attrs["model_saved"] is False and "upload failed" in attrs["model_error"]
+    kept = keeper.keep(trial)
+    assert kept.model_saved is False and "upload failed" in (kept.model_error or "")
     assert not keeper.path_for(trial.number).exists()
     keeper.close()
 
@@ -134,7 +134,7 @@ def test_an_upload_that_fails_records_the_result_without_a_model(tmp_path: Path)
 def test_keep_top_must_be_positive_and_the_store_a_file_or_s3_url() -> None:
     from sweeper import studyfile
 
-    text = (Path(__file__).parents[1] / "studies" / "smoke.toml").read_text()
+    text = (ROOT / "studies" / "smoke.toml").read_text()
     for extra, message in [
         ("keep_top = 0", "keep_top"),
         ('store = "models/"', "expected file:///absolute/path or s3://"),

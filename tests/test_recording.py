@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from sweeper import storage
 from sweeper.fleet.recording import Recorder, summarize
+from sweeper.storage.records import TrialRecord
 
 HISTORY = {"acc": [0.4, 0.7, 0.9], "val_acc": [0.35, 0.6, 0.55], "loss": [1.0, 0.8, 0.5], "val_loss": [1.1, 0.9, 1.0]}
 
@@ -46,7 +47,7 @@ def test_a_completed_trial_keeps_its_best_val_acc_and_every_attribute(study) -> 
     store, optuna_study = study
     trial = _trial(optuna_study)
     frozen = _recorder(store, optuna_study).finish(
-        trial, TrialState.COMPLETE, {"device": "cpu"}, HISTORY, time.monotonic()
+        trial, TrialState.COMPLETE, TrialRecord(training={"device": "cpu"}), HISTORY, time.monotonic()
     )
     assert frozen.state == TrialState.COMPLETE and frozen.value == 0.6
     stored = optuna_study.trials[0]
@@ -57,13 +58,15 @@ def test_a_completed_trial_keeps_its_best_val_acc_and_every_attribute(study) -> 
 def test_a_completed_trial_without_a_finite_val_acc_is_failed(study) -> None:
     store, optuna_study = study
     history = {"acc": [0.1], "val_acc": [float("nan")], "loss": [float("nan")], "val_loss": [float("nan")]}
-    frozen = _recorder(store, optuna_study).finish(_trial(optuna_study), TrialState.COMPLETE, {}, history, 0.0)
+    frozen = _recorder(store, optuna_study).finish(
+        _trial(optuna_study), TrialState.COMPLETE, TrialRecord(), history, 0.0
+    )
     assert frozen.state == TrialState.FAIL and frozen.value is None
 
 
 def test_a_pruned_trial_has_no_value(study) -> None:
     store, optuna_study = study
-    frozen = _recorder(store, optuna_study).finish(_trial(optuna_study), TrialState.PRUNED, {}, HISTORY, 0.0)
+    frozen = _recorder(store, optuna_study).finish(_trial(optuna_study), TrialState.PRUNED, TrialRecord(), HISTORY, 0.0)
     assert frozen.state == TrialState.PRUNED and frozen.value is None
 
 
@@ -71,7 +74,7 @@ def test_a_failure_keeps_its_reason_and_queues_the_same_parameters_a_limited_num
     store, optuna_study = study
     recorder = _recorder(store, optuna_study, max_retries=1)
     first = _trial(optuna_study)
-    recorder.fail(first, {"device": "cpu"}, HISTORY, "training child lost", 0.0)
+    recorder.fail(first, TrialRecord(training={"device": "cpu"}), HISTORY, "training child lost", 0.0)
 
     failed, queued = optuna_study.get_trials()
     assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"] == "training child lost"
@@ -81,7 +84,7 @@ def test_a_failure_keeps_its_reason_and_queues_the_same_parameters_a_limited_num
     assert retry.number == queued.number
     retry.suggest_float("dropout", 0.2, 0.5)
     retry.suggest_categorical("batchnorm", [True, False])
-    recorder.fail(retry, {}, {}, "training child lost again", 0.0)
+    recorder.fail(retry, TrialRecord(), {}, "training child lost again", 0.0)
     assert [t.state for t in optuna_study.get_trials()] == [TrialState.FAIL, TrialState.FAIL], "one retry only"
 
 
@@ -90,8 +93,8 @@ def test_a_result_written_twice_counts_once(study) -> None:
     store, optuna_study = study
     recorder = _recorder(store, optuna_study)
     trial = _trial(optuna_study)
-    recorder.finish(trial, TrialState.COMPLETE, {}, HISTORY, 0.0)
-    again = recorder.finish(trial, TrialState.COMPLETE, {}, HISTORY, 0.0)
+    recorder.finish(trial, TrialState.COMPLETE, TrialRecord(), HISTORY, 0.0)
+    again = recorder.finish(trial, TrialState.COMPLETE, TrialRecord(), HISTORY, 0.0)
     assert again.state == TrialState.COMPLETE and len(optuna_study.trials) == 1
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
-        recorder.finish(trial, TrialState.PRUNED, {}, HISTORY, 0.0)  # a different end is still refused
+        recorder.finish(trial, TrialState.PRUNED, TrialRecord(), HISTORY, 0.0)  # a different end is still refused

@@ -15,6 +15,7 @@ from sweeper.fleet.heartbeat import Reach
 from sweeper.fleet.recording import Recorder
 from sweeper.fleet.trial_runner import should_stop
 from sweeper.storage import urls
+from sweeper.storage.records import TrialRecord
 from tests.conftest import ROOT
 
 SPEC = studyfile.load(ROOT / "studies" / "cifar10-regularization.toml")
@@ -64,7 +65,7 @@ def _sweeper_side(url: str, spec: studyfile.StudySpec, trials: int) -> dict[int,
                 if should_stop(trial, spec, value, epoch):
                     state = TrialState.PRUNED
                     break
-            recorder.finish(trial, state, {"note": "x"}, history, 0.0)
+            recorder.finish(trial, state, TrialRecord(training={"note": "x"}), history, 0.0)
             stopped[trial.number] = epoch
         return stopped
     finally:

@@ -19,6 +19,7 @@ from sweeper.artifacts.model_stores import ModelStore
 from sweeper.errors import SweeperError
 from sweeper.outfiles import writing
 from sweeper.storage import Store, connect, studies, urls
+from sweeper.storage.records import StudyRecord
 from sweeper.studyfile import StudySpec
 from sweeper.training import backends, data, prepared
 from sweeper.training.child_output import filtered_stderr
@@ -26,13 +27,14 @@ from sweeper.training.child_output import filtered_stderr
 TOLERANCE = 0.001
 
 
-def _study_and_store(store: Store, study_name: str) -> tuple[optuna.Study, StudySpec, ModelStore]:
+def _study_and_store(store: Store, study_name: str) -> tuple[optuna.Study, StudyRecord, StudySpec, ModelStore]:
     study = studies.load_study(store, study_name)
-    spec = StudySpec.model_validate(study.user_attrs["spec"])
+    record = StudyRecord.from_study(study)
+    spec = StudySpec.model_validate(record.spec)
     models_url = kept_models.store_url(spec.artifacts, store.url)
     if models_url is None:
         raise SweeperError(f"study {study_name!r} kept no models: {kept_models.NOT_KEPT}", 2)
-    return study, spec, model_stores.open_store(models_url, create=False)
+    return study, record, spec, model_stores.open_store(models_url, create=False)
 
 
 def _download(models: ModelStore, artifact_id: str, out: Path, number: int) -> None:
@@ -49,14 +51,14 @@ def export(
     """Write the kept model to `out`; unless told not to, re-evaluate it. The line to print."""
     store = connect(url, create=False)
     try:
-        study, spec, models = _study_and_store(store, study_name)
+        study, record, spec, models = _study_and_store(store, study_name)
         trial, artifact_id = kept_models.kept_model(study, number)
     finally:
         store.close()
     _download(models, artifact_id, out, trial.number)
     if not evaluate:
         return f"trial {trial.number}: val_acc recorded {trial.value:.4f} (not re-evaluated) -> {out}"
-    study_file = Path(study.user_attrs.get("study_file", "study.toml"))
+    study_file = Path(record.study_file or "study.toml")
     if (spec.model or spec.data) and not study_file.is_file():
         return f"trial {trial.number}: val_acc recorded {trial.value:.4f} (not re-evaluated: {study_file} is gone) -> {out}"
     measured = evaluate_model(out, spec, study_file, data_dir, verbose)
@@ -88,7 +90,7 @@ def load_model(study_name: str, trial: int | None = None, storage: str | None = 
     """The compiled `keras.Model` of the study's best kept model, or of trial number `trial`."""
     store = connect(urls.resolve_url(storage), create=False)
     try:
-        study, _spec, models = _study_and_store(store, study_name)
+        study, _record, _spec, models = _study_and_store(store, study_name)
         frozen, artifact_id = kept_models.kept_model(study, trial)
     finally:
         store.close()

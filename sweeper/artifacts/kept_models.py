@@ -8,6 +8,7 @@ the trials whose file was removed when better ones came.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -24,11 +25,11 @@ from sqlalchemy.engine import make_url
 from sweeper.artifacts.model_stores import ENV, ModelStore, store_errors
 from sweeper.errors import SweeperError
 from sweeper.storage import urls
+from sweeper.storage.records import StudyRecord, TrialRecord
 from sweeper.storage.studies import value_of
 from sweeper.studyfile import Artifacts
 
 log = logging.getLogger("sweeper.kept_models")
-REMOVED = "models_removed"
 
 
 NOT_KEPT = (
@@ -92,20 +93,20 @@ class ModelKeeper:
         """Where the training child writes this trial's model."""
         return Path(self._scratch.name) / f"trial-{trial_number}.keras"
 
-    def keep(self, trial: optuna.trial.Trial) -> dict[str, object]:
+    def keep(self, trial: optuna.trial.Trial) -> TrialRecord:
         """Upload the trial's model (it is still RUNNING); the attributes that say how it went."""
         path = self.path_for(trial.number)
         try:
             if not path.is_file():
-                return {"model_saved": False, "model_error": "the training process wrote no model"}
+                return TrialRecord(model_saved=False, model_error="the training process wrote no model")
             artifact_id = optuna.artifacts.upload_artifact(
                 artifact_store=self.store, file_path=str(path), study_or_trial=trial
             )
-            return {"model_saved": True, "model_artifact_id": artifact_id}
+            return TrialRecord(model_saved=True, model_artifact_id=artifact_id)
         except store_errors() as exc:  # disk full, store gone: the result still counts
             reason = getattr(exc, "strerror", None) or exc
             log.warning("trial %d: model not kept (%s); its result is recorded", trial.number, reason)
-            return {"model_saved": False, "model_error": f"upload failed: {reason}"}
+            return TrialRecord(model_saved=False, model_error=f"upload failed: {reason}")
         finally:
             path.unlink(missing_ok=True)
 
@@ -118,32 +119,35 @@ class ModelKeeper:
             self._trim_locked(study)
 
     def _trim_locked(self, study: optuna.Study) -> None:
-        removed = set(study.user_attrs.get(REMOVED, []))
+        record = StudyRecord.from_study(study)
         kept = sorted(
             (t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _artifact_id(t)),
             key=lambda t: (-value_of(t), t.number),
         )
-        newly = [t for t in kept[self.keep_top :] if t.number not in removed]
-        for trial in newly:
+        newly = {t.number: _artifact_id(t) for t in kept[self.keep_top :] if t.number not in record.models_removed}
+        for number, artifact_id in newly.items():
             try:
-                self.store.remove(_artifact_id(trial) or "")  # kept: only trials with an id
+                self.store.remove(artifact_id)
             except ArtifactNotFound:
                 pass
-            log.info("trial %d: model removed from the store (not among the best %d)", trial.number, self.keep_top)
+            log.info("trial %d: model removed from the store (not among the best %d)", number, self.keep_top)
         if newly:
-            study.set_user_attr(REMOVED, sorted(removed | {t.number for t in newly}))
+            dataclasses.replace(record, models_removed=record.models_removed | set(newly)).write(
+                study, "models_removed"
+            )
 
     def close(self) -> None:
         self._scratch.cleanup()
 
 
-def _artifact_id(trial: FrozenTrial) -> str | None:
-    return trial.user_attrs.get("model_artifact_id")
+def _artifact_id(trial: FrozenTrial) -> str:
+    """The trial's kept model in the store; "" if it kept none."""
+    return TrialRecord.from_frozen(trial).model_artifact_id or ""
 
 
 def kept_model(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, str]:
     """The best COMPLETE trial with a kept model (or trial `number`) and its artifact id; clear errors otherwise."""
-    removed = set(study.user_attrs.get(REMOVED, []))
+    removed = StudyRecord.from_study(study).models_removed
     if number is None:
         complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _artifact_id(t)]
         candidates = [t for t in complete if t.number not in removed]
@@ -158,13 +162,11 @@ def kept_model(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, st
         if trial.state != TrialState.COMPLETE:
             raise SweeperError(f"trial {number} is {trial.state.name}: only COMPLETE trials keep a model")
         if not _artifact_id(trial):
-            reason = trial.user_attrs.get("model_error", "it was recorded before models were kept")
+            reason = TrialRecord.from_frozen(trial).model_error or "it was recorded before models were kept"
             raise SweeperError(f"trial {number} has no kept model ({reason})")
         if number in removed:
             raise SweeperError(
                 f"trial {number}'s model was removed from the store when it fell out of the best kept "
                 "([artifacts] keep_top); export one of those, e.g. with --best"
             )
-    artifact_id = _artifact_id(trial)
-    assert artifact_id, "checked above"  # noqa: S101
-    return trial, artifact_id
+    return trial, _artifact_id(trial)

@@ -9,6 +9,7 @@ apart (`Reaper`).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import enum
 import logging
@@ -20,12 +21,11 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from sweeper import storage
 from sweeper.errors import SweeperError
 from sweeper.fleet import comparison, confirmation, search
 from sweeper.fleet.heartbeat import Reach
-from sweeper.fleet.recording import QUEUED_ATTRS
-from sweeper.storage import Store
+from sweeper.storage import Store, optuna_internals, records
+from sweeper.storage.records import StudyRecord, TrialRecord
 from sweeper.studyfile import StudySpec
 
 log = logging.getLogger("sweeper.fleet")
@@ -60,36 +60,40 @@ def open_study(
             pruner=search.make_pruner(spec),
             load_if_exists=True,
         )
-        attrs = study.user_attrs
+        stored = StudyRecord.from_study(study)
         fingerprint = spec.space_fingerprint()
-        if "space_fingerprint" in attrs and attrs["space_fingerprint"] != fingerprint and not allow_space_change:
-            before = attrs.get("spec", {}).get("space", {})
-            changes = "; ".join(_differences(before, spec.space.dump())) or "fingerprints differ"
+        if stored.created_by_sweeper and stored.space_fingerprint != fingerprint and not allow_space_change:
+            changes = "; ".join(_differences(stored.space, spec.space.dump())) or "fingerprints differ"
             raise SpaceChangedError(
                 f"study {spec.name!r} was created with another search space ({changes}).\n"
                 "Give the study a new [study] name to start afresh, or pass --allow-space-change to continue "
                 "this one with the new space (past trials keep their old values)."
             )
-        if "spec" in attrs and not allow_settings_change:
-            _refuse_other_settings(spec, attrs["spec"])
-        budget = attrs.get("budget")
-        if budget is not None and budget != spec.study.budget and not allow_budget_change:
+        if stored.spec and not allow_settings_change:
+            _refuse_other_settings(spec, stored.spec)
+        if stored.budget is not None and stored.budget != spec.study.budget and not allow_budget_change:
             raise SweeperError(
-                f"study {spec.name!r} has a budget of {budget} trials; this file says {spec.study.budget}.\n"
+                f"study {spec.name!r} has a budget of {stored.budget} trials; this file says {spec.study.budget}.\n"
                 "Pass --allow-budget-change to change the running study's budget, or give the study a new [study] name.",
                 2,
             )
-        study.set_user_attr("space_fingerprint", fingerprint)
-        study.set_user_attr("budget", spec.study.budget)
-        study.set_user_attr("spec", {**spec.model_dump(mode="json", exclude={"space"}), "space": spec.space.dump()})
+        record = dataclasses.replace(
+            stored,
+            space_fingerprint=fingerprint,
+            budget=spec.study.budget,
+            spec={**spec.model_dump(mode="json", exclude={"space"}), "space": spec.space.dump()},
+            study_file=str(spec.source) if spec.source is not None else stored.study_file,
+            baselines_enqueued=True,
+        )
+        record.write(study, "schema_version", "space_fingerprint", "budget", "spec")
         if spec.source is not None:  # where `sweeper export` finds a [model]/[data] study's own code
-            study.set_user_attr("study_file", str(spec.source))
+            record.write(study, "study_file")
         if study.metric_names != [METRIC_NAME]:  # optuna-dashboard and `optuna trials` show it by name
             study.set_metric_names([METRIC_NAME])
-        if not attrs.get("baselines_enqueued"):
+        if not stored.baselines_enqueued:
             for baseline in spec.baselines:
-                study.enqueue_trial(dict(baseline), user_attrs={"baseline": True})
-            study.set_user_attr("baselines_enqueued", True)
+                study.enqueue_trial(dict(baseline), user_attrs=TrialRecord(baseline=True).to_attrs())
+            record.write(study, "baselines_enqueued")
     return study
 
 
@@ -195,7 +199,7 @@ class Reaper:
         stale = self._spec.fleet.stale_after_seconds
         looked = time.monotonic()
         self._next = looked + stale / 2
-        now, beats = storage.running_heartbeats(self._store, self._spec.name)
+        now, beats = optuna_internals.running_heartbeats(self._store, self._spec.name)
         first_seen = {}
         for trial_id, beat in beats.items():
             if (now - beat).total_seconds() <= stale:
@@ -213,17 +217,16 @@ class Reaper:
         rdb = self._store.storage
         reason = f"reaped by {self._name}: no heartbeat for {silent_for:.0f}s (stale after {self._spec.fleet.stale_after_seconds}s)"
         try:
-            rdb.set_trial_user_attr(trial_id, "fail_reason", reason)
+            TrialRecord(fail_reason=reason).write_by_id(rdb, trial_id)
             if not rdb.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 return
         except optuna.exceptions.UpdateFinishedTrialError:
             return  # its worker finished it after all
         frozen = rdb.get_trial(trial_id)
         log.warning("%s: trial %d failed and queued again: %s", self._name, frozen.number, reason)
-        frozen.user_attrs = {key: value for key, value in frozen.user_attrs.items() if key in QUEUED_ATTRS}
         queue_retry = rdb.get_heartbeat_stale_trial_callback()
         if queue_retry is not None:
-            queue_retry(self._study, frozen)
+            queue_retry(self._study, records.for_retry(frozen))
 
 
 def claim(store: Store, study: optuna.Study, spec: StudySpec, reaper: Reaper, name: str) -> Claim:
@@ -232,10 +235,10 @@ def claim(store: Store, study: optuna.Study, spec: StudySpec, reaper: Reaper, na
     """
     with store.lock(spec.name), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "heartbeat is supposed to be used with optimize"
-        abandoned = storage.abandoned_claim(store, spec.name)
+        abandoned = optuna_internals.abandoned_claim(store, spec.name)
         if abandoned is not None:  # already counted as running: the budget stays exact
             store.storage.record_heartbeat(abandoned)
-            trial = optuna.trial.Trial(study, abandoned)
+            trial = optuna_internals.trial_by_id(study, abandoned)
             now = progress(study, confirmation.total_budget(study, spec))
             log.info("%s: took over trial %d, whose claim was cut short", name, trial.number)
         else:
@@ -252,7 +255,7 @@ def claim(store: Store, study: optuna.Study, spec: StudySpec, reaper: Reaper, na
                 return Claim(ClaimStatus.FULL, now)
             comparison.assign(study, spec)
             trial = study.ask()  # a new trial, or the next queued baseline, group assignment or retry
-            store.storage.record_heartbeat(trial._trial_id)
+            store.storage.record_heartbeat(optuna_internals.trial_id(trial))
     return Claim(ClaimStatus.TRIAL, now, trial)
 
 
@@ -265,4 +268,4 @@ def start(trial: optuna.trial.Trial, study: optuna.Study, spec: StudySpec, name:
     """
     search.seed_trial(study.sampler, spec, trial.number)
     search.suggest(trial, spec)
-    trial.set_user_attr("worker", name)  # who holds it, visible while it runs
+    TrialRecord(worker=name).write(trial)  # who holds it, visible while it runs

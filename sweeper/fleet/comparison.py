@@ -19,9 +19,9 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.fleet import confirmation
 from sweeper.fleet.search import params_of
-from sweeper.studyfile import StudySpec, groups_parameter
+from sweeper.storage.records import TrialRecord
+from sweeper.studyfile import StudySpec
 
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
@@ -33,7 +33,7 @@ def group_counts(trials: list[FrozenTrial], spec: StudySpec) -> dict[Any, int]:
     counts = {value: 0 for value in cast(CategoricalDistribution, spec.space.distributions()[by]).choices}
     for trial in trials:
         value = params_of(trial).get(by)
-        if trial.state in COUNTED and value in counts and not confirmation.is_confirmation(trial.user_attrs):
+        if trial.state in COUNTED and value in counts and not TrialRecord.from_frozen(trial).is_confirmation:
             counts[value] += 1
     return counts
 
@@ -57,14 +57,8 @@ def assign(study: optuna.Study, spec: StudySpec) -> None:
         study.enqueue_trial({spec.compare.by: value}, skip_if_exists=False)
 
 
-def compared_parameter(study: optuna.Study) -> str:
-    """The groups a stored study compares: `[compare] by`, else `[report] group_by`, else batch normalization."""
-    return groups_parameter(study.user_attrs.get("spec", {}))
-
-
-def effort(study: optuna.Study, search_trials: list[FrozenTrial]) -> list[dict[str, Any]]:
-    """How much of the search each group had: finished trials (complete, pruned) and epochs trained."""
-    by = compared_parameter(study)
+def effort(by: str, search_trials: list[FrozenTrial]) -> list[dict[str, Any]]:
+    """How much of the search each group of parameter `by` had: finished trials (complete, pruned) and epochs trained."""
     groups: dict[Any, dict[str, Any]] = {}
     for trial in search_trials:
         if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED) or by not in trial.params:
@@ -73,5 +67,5 @@ def effort(study: optuna.Study, search_trials: list[FrozenTrial]) -> list[dict[s
             trial.params[by], {"by": by, "value": trial.params[by], "complete": 0, "pruned": 0, "epochs": 0}
         )
         entry["complete" if trial.state == TrialState.COMPLETE else "pruned"] += 1
-        entry["epochs"] += len(trial.user_attrs.get("history", {}).get("val_acc", []))
+        entry["epochs"] += TrialRecord.from_frozen(trial).epochs
     return sorted(groups.values(), key=lambda e: str(e["value"]))

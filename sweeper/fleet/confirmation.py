@@ -13,35 +13,30 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper.storage import records
+from sweeper.storage.records import StudyRecord, TrialRecord
 from sweeper.storage.studies import value_of
 from sweeper.studyfile import StudySpec
-
-PHASE, CONFIRMS, QUEUED = "phase", "confirms", "confirm_trials"
-"""Trial attributes (the phase, the number of the trial confirmed) and the study's count of queued confirmations."""
-
-
-def is_confirmation(attrs: dict) -> bool:
-    return attrs.get(PHASE) == "confirm"
 
 
 def total_budget(study: optuna.Study, spec: StudySpec) -> int:
     """The search budget plus the confirmation trials once they are queued (no read without confirmation)."""
-    return spec.study.budget + (study.user_attrs.get(QUEUED, 0) if spec.confirm.seeds else 0)
+    return spec.study.budget + ((StudyRecord.from_study(study).confirm_trials or 0) if spec.confirm.seeds else 0)
 
 
 def pending(study: optuna.Study, spec: StudySpec) -> bool:
     """Confirmation is asked for and not yet queued."""
-    return spec.confirm.seeds > 0 and QUEUED not in study.user_attrs
+    return spec.confirm.seeds > 0 and StudyRecord.from_study(study).confirm_trials is None
 
 
 def chosen(trials: list[FrozenTrial], top: int, by: str) -> list[FrozenTrial]:
     """Each compared group's best search trial (batch normalization on, off), the baseline, then the `top` best overall."""
-    search = [t for t in trials if t.state == TrialState.COMPLETE and not is_confirmation(t.user_attrs)]
+    search = [t for t in trials if t.state == TrialState.COMPLETE and not TrialRecord.from_frozen(t).is_confirmation]
     ranked = sorted(search, key=lambda t: (-value_of(t), t.number))
     picks: list[FrozenTrial] = []
     for group in dict.fromkeys(t.params.get(by) for t in ranked):
         picks.append(next(t for t in ranked if t.params.get(by) == group))
-    picks += [t for t in ranked if t.user_attrs.get("baseline")][:1]
+    picks += [t for t in ranked if TrialRecord.from_frozen(t).baseline][:1]
     picks += ranked[:top] if top else []
     unique = {t.number: t for t in picks}
     return sorted(unique.values(), key=lambda t: (-value_of(t), t.number))
@@ -52,9 +47,8 @@ def enqueue(study: optuna.Study, spec: StudySpec) -> int:
     picks = chosen(study.get_trials(deepcopy=False), spec.confirm.top, spec.groups_by)
     for trial in picks:
         for _ in range(spec.confirm.seeds):
-            study.enqueue_trial(
-                trial.params, user_attrs={PHASE: "confirm", CONFIRMS: trial.number}, skip_if_exists=False
-            )
+            run = TrialRecord(phase=records.CONFIRM_PHASE, confirms=trial.number)
+            study.enqueue_trial(trial.params, user_attrs=run.to_attrs(), skip_if_exists=False)
     count = len(picks) * spec.confirm.seeds
-    study.set_user_attr(QUEUED, count)
+    StudyRecord(study.study_name, confirm_trials=count).write(study, "confirm_trials")
     return count

@@ -51,7 +51,7 @@ class Heartbeat:
         self._storage = rdb
         self._interval = interval
         self._reach = reach
-        self._trial_id: int | None = None
+        self._beating_id: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sweeper-heartbeat", daemon=True)
 
@@ -60,11 +60,11 @@ class Heartbeat:
 
     def hold(self, trial_id: int) -> None:
         """Beat for this trial from now on (the claim has already written its first beat)."""
-        self._trial_id = trial_id
+        self._beating_id = trial_id
 
     def release(self) -> None:
         """Stop beating: the trial is about to end (a late beat for an ended trial is harmless)."""
-        self._trial_id = None
+        self._beating_id = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -73,7 +73,7 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            trial_id = self._trial_id
+            trial_id = self._beating_id
             if trial_id is None:
                 continue
             try:

@@ -1,11 +1,13 @@
 """A trial's end in the study: its result with every attribute, or its failure queued for a retry.
 
-Everything goes through Optuna's own calls (`set_user_attr`, `study.tell`), each retried while
-the storage is away; a retried write that had landed before the connection dropped counts as done.
+Everything goes through Optuna's own calls (a `TrialRecord`'s attributes, `study.tell`), each
+retried while the storage is away; a retried write that had landed before the connection dropped
+counts as done.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -15,7 +17,8 @@ from typing import Any, TypeVar
 import optuna
 from optuna.trial import TrialState
 
-from sweeper.storage import Store
+from sweeper.storage import Store, optuna_internals, records
+from sweeper.storage.records import TrialRecord
 
 T = TypeVar("T")
 Retrying = Callable[[Callable[[], T], str], T]
@@ -41,10 +44,6 @@ def _finite_or(value: float, default: float) -> float:
     return value if math.isfinite(value) else default
 
 
-QUEUED_ATTRS = ("baseline", "phase", "confirms")
-"""What a queued trial (a baseline, a confirmation run) carries from its queue entry to its retries."""
-
-
 class Recorder:
     """Writes the end of this worker's trials into the study."""
 
@@ -53,39 +52,35 @@ class Recorder:
         self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retries)
 
     def finish(
-        self, trial: optuna.trial.Trial, state: TrialState, attrs: dict, history: dict, started: float
+        self, trial: optuna.trial.Trial, state: TrialState, record: TrialRecord, history: dict, started: float
     ) -> optuna.trial.FrozenTrial:
         """COMPLETE with the best val_acc as the value, or PRUNED; a COMPLETE without any finite val_acc is FAIL."""
-        summary = summarize(history)
-        value = summary.get("best_val_acc")
+        record = record.merged(summarize(history))
+        value = record.best_val_acc
         if state == TrialState.COMPLETE and value is None:
             state = TrialState.FAIL
-        return self._record(
-            trial, {**attrs, **summary}, history, started, state, value if state == TrialState.COMPLETE else None
-        )
+        return self._record(trial, record, history, started, state, value if state == TrialState.COMPLETE else None)
 
-    def fail(self, trial: optuna.trial.Trial, attrs: dict, history: dict, reason: str, started: float) -> None:
+    def fail(self, trial: optuna.trial.Trial, record: TrialRecord, history: dict, reason: str, started: float) -> None:
         """FAIL with its reason; the same parameters are queued again (at most `max_retries` times)."""
-        attrs = {**attrs, **summarize(history), "fail_reason": reason}
-        frozen = self._record(trial, attrs, history, started, TrialState.FAIL, None)
+        record = dataclasses.replace(record.merged(summarize(history)), fail_reason=reason)
+        frozen = self._record(trial, record, history, started, TrialState.FAIL, None)
         # The retry starts clean, but for what the queue gave the trial; the failure stays on this one.
-        frozen.user_attrs = {key: value for key, value in frozen.user_attrs.items() if key in QUEUED_ATTRS}
-        self._retrying(lambda: self._retry(self._study, frozen), "queueing a retry")
+        self._retrying(lambda: self._retry(self._study, records.for_retry(frozen)), "queueing a retry")
 
     def _record(
         self,
         trial: optuna.trial.Trial,
-        attrs: dict,
+        record: TrialRecord,
         history: dict,
         started: float,
         state: TrialState,
         value: float | None,
     ) -> optuna.trial.FrozenTrial:
-        attrs = {**attrs, "history": dict(history), "wall_seconds": time.monotonic() - started}
+        record = dataclasses.replace(record, history=dict(history), wall_seconds=time.monotonic() - started)
 
         def write() -> optuna.trial.FrozenTrial:
-            for key, attr in attrs.items():
-                trial.set_user_attr(key, attr)
+            record.write(trial)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 return self._study.tell(trial, value, state=state)
@@ -93,7 +88,9 @@ class Recorder:
         try:
             return self._retrying(write, f"recording trial {trial.number}")
         except optuna.exceptions.UpdateFinishedTrialError:
-            stored = self._retrying(lambda: self._store.storage.get_trial(trial._trial_id), "reading a trial")
+            stored = self._retrying(
+                lambda: self._store.storage.get_trial(optuna_internals.trial_id(trial)), "reading a trial"
+            )
             if stored.state == state:  # our own write landed before the connection dropped
                 return stored
             raise

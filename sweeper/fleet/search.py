@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution
 
+from sweeper.storage import optuna_internals, records
 from sweeper.studyfile import StudySpec
 
 
@@ -22,13 +24,15 @@ def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
     )
 
 
-def trial_seed(spec: StudySpec, trial_number: int) -> int:
-    """Trial N's seed, for its draws and its training: the study's seed + N, kept to a valid seed."""
-    return (spec.sampler.seed + trial_number) % 2**32
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """Trial N's seed, for its draws and its training, from (study seed, N) through NumPy's
+    `SeedSequence`: no two pairs share a seed's stream, so studies with neighbouring seeds draw
+    independently (a study seed + N would make seeds s and s+1 share all but one trial's draws)."""
+    return int(np.random.SeedSequence([study_seed, trial_number]).generate_state(1)[0])
 
 
 def seed_trial(sampler: optuna.samplers.BaseSampler, spec: StudySpec, trial_number: int) -> None:
-    """Draw trial N's random numbers from the study's seed + N.
+    """Draw trial N's random numbers from its own seed (`trial_seed`).
 
     Workers that share a study then never draw the same random start-up points, and a trial's
     suggestion depends on its number and the study's history, not on which worker asked. The
@@ -36,12 +40,9 @@ def seed_trial(sampler: optuna.samplers.BaseSampler, spec: StudySpec, trial_numb
     TPE keeps an incremental cache of the search space, and rebuilding it re-read every past
     trial (about 20 ms per trial at 1,000 trials).
     """
-    seed = trial_seed(spec, trial_number)
-    states = [sampler._rng]  # type: ignore[attr-defined]  # the same states `reseed_rng()` reseeds, but with our seed
-    if isinstance(sampler, optuna.samplers.TPESampler):
-        states.append(sampler._random_sampler._rng)
-    for state in states:
-        state.rng.seed(seed)
+    seed = trial_seed(spec.sampler.seed, trial_number)
+    for state in optuna_internals.random_states(sampler):
+        state.seed(seed)
 
 
 def suggest(trial: optuna.trial.Trial, spec: StudySpec) -> dict:
@@ -59,7 +60,7 @@ def suggest(trial: optuna.trial.Trial, spec: StudySpec) -> dict:
 
 def params_of(trial: optuna.trial.FrozenTrial) -> dict:
     """A trial's parameters; for a queued trial not yet started, the ones it was queued with."""
-    return trial.params or trial.system_attrs.get("fixed_params", {})
+    return trial.params or records.fixed_params(trial)
 
 
 def format_params(params: dict) -> str:

@@ -7,6 +7,7 @@ can decide (`search.can_prune_at`). A loss that turns NaN or infinite ends the t
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import math
@@ -16,15 +17,16 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import optuna
 from optuna.trial import TrialState
 
 from sweeper.artifacts.kept_models import ModelKeeper
-from sweeper.fleet import Progress, confirmation, search
+from sweeper.fleet import Progress, search
 from sweeper.fleet.events import EpochEnded, Event, TrialEnded, TrialStarted, epoch_line
 from sweeper.fleet.recording import Recorder, Retrying
+from sweeper.storage.records import TrialRecord
 from sweeper.studyfile import StudySpec
 from sweeper.training.protocol import METRICS, ChildLost, ChildMessage, Done, Epoch, Failed, Job
 
@@ -55,7 +57,7 @@ class Outcome(enum.Enum):
 def should_stop(trial: optuna.trial.Trial, spec: StudySpec, val_acc: float, epoch: int) -> bool:
     """Report the epoch's val_acc to Optuna; True if the pruner says stop (never for a confirmation run)."""
     trial.report(val_acc, epoch)
-    if not search.can_prune_at(spec, epoch) or confirmation.is_confirmation(trial.user_attrs):
+    if not search.can_prune_at(spec, epoch) or TrialRecord.from_frozen(trial).is_confirmation:
         return False  # the attributes are read only where the pruner could decide
     return trial.should_prune()
 
@@ -101,7 +103,7 @@ class TrialRunner:
 
     def _train_and_record(self, trial: optuna.trial.Trial) -> TrialState:
         training = self.spec.training
-        seed = search.trial_seed(self.spec, trial.number)
+        seed = search.trial_seed(self.spec.sampler.seed, trial.number)
         params = {name: trial.params[name] for name in self.spec.space.distributions()}
         log.info("%s: trial %d started: %s", self.name, trial.number, search.format_params(params))
         self.on_event(TrialStarted(self.name, trial.number, search.format_params(params), training.epochs))
@@ -113,25 +115,26 @@ class TrialRunner:
         )  # fmt: skip
         self.child.start(job)
         history: dict[str, list[float]] = defaultdict(list)
-        attrs: dict[str, Any] = {"seed": seed, "worker": self.name, "host": socket.gethostname(), "gpu": self.gpu_label}
+        record = TrialRecord(seed=seed, worker=self.name, host=socket.gethostname(), gpu=self.gpu_label)
         pruned_because = ""
         while True:
             if self.stop.is_set():
                 self.child.kill()
-                return self._fail(trial, attrs, history, f"worker stopped ({self.stop_reason()})", started)
+                return self._fail(trial, record, history, f"worker stopped ({self.stop_reason()})", started)
             message = self.child.receive(timeout=min(0.5, self.spec.fleet.poll_seconds))
             match message:
                 case None:
                     self.on_idle()
                 case ChildLost(reason):
-                    return self._fail(trial, attrs, history, reason, started)
+                    return self._fail(trial, record, history, reason, started)
                 case Failed(reason):
                     self.child.kill()
-                    return self._fail(trial, attrs, history, reason, started)
+                    return self._fail(trial, record, history, reason, started)
                 case Done(summary):
                     state = TrialState.PRUNED if pruned_because else TrialState.COMPLETE
-                    extra = {"prune_reason": pruned_because} if pruned_because else {}
-                    return self._finish(trial, state, {**attrs, **summary, **extra}, history, started)
+                    ended = record.merged(summary)
+                    ended = dataclasses.replace(ended, prune_reason=pruned_because) if pruned_because else ended
+                    return self._finish(trial, state, ended, history, started)
                 case Epoch():
                     pruned_because = self._judge(trial, message, history)
                     self._tell_epoch(trial, message, history)
@@ -160,13 +163,13 @@ class TrialRunner:
         self.on_event(event)
 
     def _finish(
-        self, trial: optuna.trial.Trial, state: TrialState, attrs: dict, history: dict, started: float
+        self, trial: optuna.trial.Trial, state: TrialState, record: TrialRecord, history: dict, started: float
     ) -> TrialState:
         keeper = self.keeper
         if keeper and state == TrialState.COMPLETE:
-            attrs.update(self.retrying(lambda: keeper.keep(trial), "keeping the model"))
-        frozen = self.recorder.finish(trial, state, attrs, history, started)
-        if keeper and attrs.get("model_saved"):
+            record = record.merged(self.retrying(lambda: keeper.keep(trial), "keeping the model").to_attrs())
+        frozen = self.recorder.finish(trial, state, record, history, started)
+        if keeper and record.model_saved:
             self.retrying(lambda: keeper.trim(trial.study), "removing models beyond the best kept")
         value = "-" if frozen.value is None else f"{frozen.value:.4f}"
         now = self.retrying(self.progress, "counting trials")
@@ -178,8 +181,10 @@ class TrialRunner:
         self.on_event(TrialEnded(self.name, frozen.number, frozen.state.name))
         return frozen.state
 
-    def _fail(self, trial: optuna.trial.Trial, attrs: dict, history: dict, reason: str, started: float) -> TrialState:
-        self.recorder.fail(trial, attrs, history, reason, started)
+    def _fail(
+        self, trial: optuna.trial.Trial, record: TrialRecord, history: dict, reason: str, started: float
+    ) -> TrialState:
+        self.recorder.fail(trial, record, history, reason, started)
         log.warning("%s: trial %d FAIL: %s (queued again unless out of retries)", self.name, trial.number, reason)
         self.on_event(TrialEnded(self.name, trial.number, TrialState.FAIL.name))
         return TrialState.FAIL

@@ -30,7 +30,7 @@ from sweeper.fleet.heartbeat import Heartbeat, Reach
 from sweeper.fleet.recording import Recorder
 from sweeper.fleet.trial_runner import Outcome, TrainingChild, TrialRunner
 from sweeper.stopping import stopped_exit_code
-from sweeper.storage import Store, retry
+from sweeper.storage import Store, optuna_internals, retry
 from sweeper.studyfile import StudySpec
 from sweeper.training import backends
 from sweeper.training.gpus import GpuSlot
@@ -148,7 +148,7 @@ class Worker:
                     continue
                 trial = claim.trial
                 assert trial is not None, "a TRIAL claim carries its trial"  # noqa: S101
-                self._heartbeat.hold(trial._trial_id)
+                self._heartbeat.hold(optuna_internals.trial_id(trial))
                 try:
                     start = functools.partial(fleet.start, trial, self.study, self.spec, self.name)
                     self._db(start, f"starting trial {trial.number}")  # an outage here keeps the trial

@@ -33,6 +33,7 @@ from sweeper.artifacts.model_stores import ModelStore
 from sweeper.errors import SweeperError
 from sweeper.reporting import figures
 from sweeper.storage import urls
+from sweeper.storage.records import StudyRecord
 from sweeper.studyfile import Artifacts
 
 log = logging.getLogger("sweeper.dashboard")
@@ -121,8 +122,9 @@ class ChartRefresher(threading.Thread):
         """One round; returns how many studies got new charts."""
         updated = 0
         for study_summary in optuna.get_all_study_summaries(self.store.storage):
-            if "space_fingerprint" not in study_summary.user_attrs:
-                continue  # not a sweeper study: never write into a study sweeper did not create
+            record = StudyRecord.if_readable(study_summary.study_name, study_summary.user_attrs)
+            if record is None or not record.created_by_sweeper:
+                continue  # not a sweeper study (or a newer one's): never write into a study sweeper did not create
             study = optuna.load_study(study_name=study_summary.study_name, storage=self.store.storage)
             token = tuple((t.number, t.state.value) for t in study.get_trials(deepcopy=False))
             if self._seen.get(study_summary.study_name) == token:

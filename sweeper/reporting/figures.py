@@ -15,9 +15,9 @@ import optuna
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from sweeper.fleet import comparison
-from sweeper.reporting.summary import Row, axes, confirmed_table, pareto, rows
+from sweeper.reporting.summary import Row, confirmed_table, pareto, rows
 from sweeper.reporting.wording import describe_params, on_off
+from sweeper.storage.records import StudyRecord, TrialRecord
 
 BATCHNORM_COLORS = {True: "#d62728", False: "#1f77b4"}
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -34,12 +34,13 @@ def live_figures(study: optuna.Study, table: list[Row] | None = None) -> dict[st
     """What the dashboard process keeps current in each study: the regularizer and gap charts
     against `[report] x` (dropout) where there is one, progress, confirmation and the trade-off."""
     table = rows(study) if table is None else table
-    x, by = axes(study)
+    record = StudyRecord.from_study(study)
+    x, by = record.chart_axes()
     charts = {"regularizer": regularizer_chart(table, x, by), "gap": gap_chart(table, x, by)} if x else {}
     return {
         **charts,
         "progress": progress_chart(table),
-        "confirmed": confirmed_chart(table, comparison.compared_parameter(study)),
+        "confirmed": confirmed_chart(table, record.compared_parameter),
         "tradeoff": tradeoff_chart(table, by),
     }
 
@@ -47,9 +48,9 @@ def live_figures(study: optuna.Study, table: list[Row] | None = None) -> dict[st
 def all_figures(study: optuna.Study) -> dict[str, go.Figure]:
     """The report's charts: the live ones, val_acc against each other number parameter, curves,
     importances and the timeline."""
-    table = rows(study)
-    x, by = axes(study)
-    space = study.user_attrs.get("spec", {}).get("space", {})
+    table, record = rows(study), StudyRecord.from_study(study)
+    x, by = record.chart_axes()
+    space = record.space
     per_parameter = {
         name: parameter_chart(table, name, by, log=dist.get("log", False))
         for name, dist in space.items()
@@ -155,7 +156,7 @@ def learning_curves(table: list[Row]) -> go.Figure:
     for label, row, dash in (("best", best, "solid"), ("baseline", baseline, "dash")):
         if row is None:
             continue
-        history = row.trial.user_attrs.get("history", {})
+        history = TrialRecord.from_frozen(row.trial).history or {}
         for col, keys in ((1, ("acc", "val_acc")), (2, ("loss", "val_loss"))):
             for key in keys:
                 values = history.get(key, [])
@@ -200,7 +201,7 @@ def timeline_chart(table: list[Row]) -> go.Figure:
         ends = [r.trial.datetime_complete or datetime.datetime.now() for r, _ in spans]
         figure.add_trace(
             go.Bar(
-                y=[r.trial.user_attrs.get("worker", "?") for r, _ in spans],
+                y=[TrialRecord.from_frozen(r.trial).worker or "?" for r, _ in spans],
                 x=[(end - start).total_seconds() * 1000 for (_, start), end in zip(spans, ends, strict=True)],
                 base=[start.isoformat() for _, start in spans],
                 orientation="h", name=state.lower(), marker_color=color,

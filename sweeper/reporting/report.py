@@ -16,6 +16,7 @@ from sweeper.fleet import search
 from sweeper.reporting import figures, summary
 from sweeper.reporting.wording import on_off
 from sweeper.storage import Store
+from sweeper.storage.records import StudyRecord, TrialRecord
 from sweeper.storage.urls import mask
 
 
@@ -138,19 +139,17 @@ def _extra_tables(content: dict[str, Any]) -> list[tuple[str, tuple[list[str], l
 
 def trials_csv(study: optuna.Study) -> str:
     trials = study.get_trials(deepcopy=False)
-    attr_keys = sorted({k for t in trials for k in t.user_attrs})
-    params = list(study.user_attrs.get("spec", {}).get("space", {}))
+    attrs = [TrialRecord.from_frozen(t).to_attrs() for t in trials]
+    attr_keys = sorted({k for a in attrs for k in a})
+    params = list(StudyRecord.from_study(study).space)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["number", "state", "value", *params, "datetime_start", "datetime_complete", *attr_keys])
-    for t in trials:
+    for t, stored in zip(trials, attrs, strict=True):
         values = search.params_of(t)
         writer.writerow(
             [t.number, t.state.name, t.value, *(values.get(p) for p in params), t.datetime_start, t.datetime_complete]
-            + [
-                json.dumps(t.user_attrs[k]) if isinstance(t.user_attrs.get(k), (dict, list)) else t.user_attrs.get(k)
-                for k in attr_keys
-            ]
+            + [json.dumps(stored[k]) if isinstance(stored.get(k), (dict, list)) else stored.get(k) for k in attr_keys]
         )
     return out.getvalue()
 

@@ -11,6 +11,7 @@ from tabulate import tabulate
 from sweeper.errors import SweeperError
 from sweeper.fleet.search import format_params
 from sweeper.storage import Store
+from sweeper.storage.records import StudyRecord
 
 
 def summaries(store: Store) -> list[dict[str, Any]]:
@@ -19,28 +20,29 @@ def summaries(store: Store) -> list[dict[str, Any]]:
         study_id = store.storage.get_study_id_from_name(summary.study_name)
         states = [t.state for t in store.storage.get_all_trials(study_id, deepcopy=False)]
         best = summary.best_trial
+        record = StudyRecord.if_readable(summary.study_name, summary.user_attrs) or StudyRecord(summary.study_name)
         out.append(
             {
                 "study": summary.study_name,
-                "budget": summary.user_attrs.get("budget"),
+                "budget": record.budget,
                 "trials": len(states),
                 **{state.name.lower(): states.count(state) for state in TrialState},
                 "best_val_acc": best.value if best else None,
                 "best_trial": best.number if best else None,
                 "best_params": best.params if best else None,
-                "models": _model_store(summary.user_attrs, store.url),
+                "models": _model_store(record, store.url),
             }
         )
     return out
 
 
-def _model_store(attrs: dict[str, Any], storage_url: str) -> str | None:
+def _model_store(record: StudyRecord, storage_url: str) -> str | None:
     """Where the study keeps its trained models (None where no store is set)."""
     from sweeper.artifacts import kept_models
     from sweeper.studyfile import Artifacts
 
     try:
-        return kept_models.store_url(Artifacts.model_validate(attrs.get("spec", {}).get("artifacts", {})), storage_url)
+        return kept_models.store_url(Artifacts.model_validate(record.spec.get("artifacts", {})), storage_url)
     except (SweeperError, ValueError):
         return None
 

@@ -15,9 +15,10 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.fleet import comparison, confirmation, search
+from sweeper.fleet import comparison, search
 from sweeper.reporting import uncertainty
 from sweeper.reporting.wording import describe, describe_params
+from sweeper.storage.records import StudyRecord, TrialRecord
 
 X_BINS = 3
 LEARNED_MARGIN = 0.03
@@ -49,21 +50,21 @@ class Row:
 
 def rows(study: optuna.Study) -> list[Row]:
     out = []
-    removed = set(study.user_attrs.get("models_removed", []))
+    removed = StudyRecord.from_study(study).models_removed
     for trial in study.get_trials(deepcopy=False):
-        params, attrs = search.params_of(trial), trial.user_attrs
+        params, attrs = search.params_of(trial), TrialRecord.from_frozen(trial)
         out.append(
             Row(
                 number=trial.number,
                 state=trial.state.name,
                 val_acc=trial.value,
                 params=params,
-                best_epoch=attrs.get("best_epoch"),
-                gap=attrs.get("overfit_gap"),
-                baseline=bool(attrs.get("baseline")),
+                best_epoch=attrs.best_epoch,
+                gap=attrs.overfit_gap,
+                baseline=bool(attrs.baseline),
                 trial=trial,
-                model=("removed" if trial.number in removed else "kept") if attrs.get("model_artifact_id") else None,
-                confirms=attrs.get(confirmation.CONFIRMS) if confirmation.is_confirmation(attrs) else None,
+                model=("removed" if trial.number in removed else "kept") if attrs.model_artifact_id else None,
+                confirms=attrs.confirms if attrs.is_confirmation else None,
             )
         )
     return out
@@ -71,7 +72,7 @@ def rows(study: optuna.Study) -> list[Row]:
 
 def summary(study: optuna.Study, storage_label: str) -> dict[str, Any]:
     """Everything `sweeper report` prints, as plain data (the JSON format is exactly this)."""
-    all_rows = rows(study)
+    all_rows, record = rows(study), StudyRecord.from_study(study)
     search_rows = [r for r in all_rows if r.confirms is None]  # confirmation runs are judged apart
     finished = sorted(
         (r for r in search_rows if r.finished and r.val_acc is not None), key=lambda r: -(r.val_acc or 0.0)
@@ -80,27 +81,27 @@ def summary(study: optuna.Study, storage_label: str) -> dict[str, Any]:
     best = complete[0] if complete else (finished[0] if finished else None)
     baseline = next((r for r in finished if r.baseline), None)
     counts = {state.name.lower(): sum(r.state == state.name for r in all_rows) for state in TrialState}
-    x, by = axes(study)
-    regularizers = regularizer_table(complete or finished, study)
-    confirmed = confirmed_table(all_rows, comparison.compared_parameter(study))
+    x, by = record.chart_axes()
+    regularizers = regularizer_table(complete or finished, record)
+    confirmed = confirmed_table(all_rows, record.compared_parameter)
     return {
         "study": study.study_name,
-        "parameters": list(study.user_attrs.get("spec", {}).get("space", {})),
+        "parameters": list(record.space),
         "axes": {"x": x, "group_by": by},
         "storage": storage_label,
-        "budget": study.user_attrs.get("budget"),
+        "budget": record.budget,
         "trials": len(all_rows),
         "counts": counts,
         "nonfinite_loss_trials": sum(
-            "loss became" in str(r.trial.user_attrs.get("prune_reason", "")) for r in all_rows
+            "loss became" in str(TrialRecord.from_frozen(r.trial).prune_reason or "") for r in all_rows
         ),
         "best": _trial_json(best),
         "baseline": _trial_json(baseline),
         "top": [_trial_json(r) for r in finished[:10]],
         "regularizers": regularizers,
-        "groups": comparison.effort(study, [r.trial for r in search_rows]),
+        "groups": comparison.effort(record.compared_parameter, [r.trial for r in search_rows]),
         "answer": answer(best, baseline, regularizers, x, by)
-        + (" " + confirmed_sentence(confirmed, best, comparison.compared_parameter(study)) if best else ""),
+        + (" " + confirmed_sentence(confirmed, best, record.compared_parameter) if best else ""),
         "confirmed": confirmed,
         "pareto": [_trial_json(r) for r in pareto(complete)],
         "models_kept": [r.number for r in finished if r.model == "kept"],
@@ -125,30 +126,20 @@ def _trial_json(row: Row | None) -> dict[str, Any] | None:
     }
 
 
-def axes(study: optuna.Study) -> tuple[str | None, str | None]:
-    """The regularizer chart's x parameter and series parameter: the study file's `[report] x` and
-    `group_by`, else the tutorial's dropout and batch normalization where the space has them."""
-    spec = study.user_attrs.get("spec", {})
-    space, chosen = spec.get("space", {}), spec.get("report") or {}
-    x = chosen.get("x") or ("dropout" if "dropout" in space else None)
-    by = chosen.get("group_by") or ("batchnorm" if "batchnorm" in space else None)
-    return x, by
-
-
-def _edges(study: optuna.Study, x: str) -> list[float]:
-    spec = study.user_attrs.get("spec", {}).get("space", {}).get(x, {})
+def _edges(record: StudyRecord, x: str) -> list[float]:
+    spec = record.space.get(x, {})
     low, high = spec.get("low", 0.0), spec.get("high", 1.0)
     step = (high - low) / X_BINS
     return [round(low + i * step, 6) for i in range(X_BINS + 1)]
 
 
-def regularizer_table(finished: list[Row], study: optuna.Study) -> list[dict[str, Any]]:
+def regularizer_table(finished: list[Row], record: StudyRecord) -> list[dict[str, Any]]:
     """Each group (batch normalization on/off) × x bins (dropout): trials, best and median val_acc, median gap."""
-    x, by = axes(study)
+    x, by = record.chart_axes()
     if x is None or by is None:
         return []
-    edges = _edges(study, x)
-    groups = sorted(study.user_attrs["spec"]["space"][by]["choices"], key=str)
+    edges = _edges(record, x)
+    groups = sorted(record.space[by]["choices"], key=str)
     table = []
     for group in groups:
         for low, high in zip(edges, edges[1:], strict=False):
@@ -256,12 +247,13 @@ def confirmed_table(all_rows: list[Row], by: str) -> list[dict[str, Any]]:
 def confirmed_sentence(confirmed: list[dict[str, Any]], best: Row | None, by: str) -> str:
     """The answer's uncertainty: the confirmed lead and its p-value, or a single run's standard error."""
     if not confirmed or len(confirmed[0]["values"]) < 2:
-        if best is None or best.val_acc is None or not best.trial.user_attrs.get("val_images"):
+        images = TrialRecord.from_frozen(best.trial).val_images if best is not None else None
+        if best is None or best.val_acc is None or not images:
             return "Unconfirmed: one run per configuration."
-        se = uncertainty.single_run_se(best.val_acc, best.trial.user_attrs["val_images"])
+        se = uncertainty.single_run_se(best.val_acc, images)
         return (
             f"Unconfirmed: one run per configuration; a single val_acc on "
-            f"{best.trial.user_attrs['val_images']} validation images has a standard error of about {se:.3f}."
+            f"{images} validation images has a standard error of about {se:.3f}."
         )
     winner = confirmed[0]
     text = f"Confirmed over {len(winner['values'])} seeds: {_config(winner, by)}: {_mean_ci(winner)}"

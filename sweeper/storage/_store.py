@@ -7,7 +7,6 @@ never create a database.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fcntl
 import random
 import threading
@@ -292,34 +291,3 @@ def _file_lock(url: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def abandoned_claim(store: Store, study_name: str) -> int | None:
-    """The id of a RUNNING trial that never had a heartbeat: a claim cut short. Call under the study lock.
-
-    A claim creates its trial and records its first heartbeat under the study lock, so under the
-    lock such a trial has no live worker: the storage went away between the two (an outage, a
-    connection dropped after its commit) or the worker was killed there. The next claim takes it
-    over. Raw SQL because Optuna's public API cannot see which trials have a heartbeat.
-    """
-    query = sqlalchemy.text(
-        "SELECT t.trial_id FROM trials t JOIN studies s ON s.study_id = t.study_id "
-        "LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
-        "WHERE s.study_name = :name AND t.state = 'RUNNING' AND h.trial_id IS NULL ORDER BY t.trial_id LIMIT 1"
-    )
-    found = store.rows(query, name=study_name)
-    return int(found[0][0]) if found else None
-
-
-def running_heartbeats(store: Store, study_name: str) -> tuple[datetime.datetime, dict[int, datetime.datetime]]:
-    """The database's clock, and the last heartbeat of each RUNNING trial of the study that has one.
-
-    Raw SQL for the same reason as `abandoned_claim`; the clock is read the way Optuna stamps
-    heartbeats (`now()`, without its time zone), so hosts with skewed clocks agree.
-    """
-    now = store.rows(sqlalchemy.select(sqlalchemy.func.now()))[0][0].replace(tzinfo=None)
-    query = sqlalchemy.text(
-        "SELECT t.trial_id, h.heartbeat FROM trials t JOIN studies s ON s.study_id = t.study_id "
-        "JOIN trial_heartbeats h ON h.trial_id = t.trial_id WHERE s.study_name = :name AND t.state = 'RUNNING'"
-    ).columns(trial_id=sqlalchemy.Integer, heartbeat=sqlalchemy.DateTime)
-    return now, {trial_id: beat for trial_id, beat in store.rows(query, name=study_name)}

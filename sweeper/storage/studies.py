@@ -7,6 +7,7 @@ from optuna.trial import FrozenTrial
 
 from sweeper.errors import SweeperError
 from sweeper.storage import Store
+from sweeper.storage.records import StudyRecord
 from sweeper.storage.urls import mask
 
 
@@ -30,7 +31,7 @@ def load_study(store: Store, name: str) -> optuna.Study:
         names = sorted(s.study_name for s in optuna.get_all_study_summaries(store.storage))
         known = ", ".join(names) if names else "none yet"
         raise SweeperError(f"no study named {name!r} in {mask(store.url)} (studies: {known})") from None
-    if "space_fingerprint" not in study.user_attrs:
+    if not StudyRecord.from_study(study).created_by_sweeper:
         raise SweeperError(
             f"study {name!r} was not created by sweeper, so its report would misread it; "
             "'sweeper dashboard' shows any Optuna study",
