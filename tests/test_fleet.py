@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-import time
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import TrialState
 
 from sweeper import cli, studyfile
-from sweeper.training import gpus
 from tests.conftest import QUICK_TRAINING, study_file
 from tests.fleet import (
     FINISHED,
@@ -58,7 +56,7 @@ def test_four_workers_from_four_shells_meet_the_budget_exactly_within_max_connec
         assert cli.main(["studies", "--storage", url]) == 0  # a user watching the study in a loop
         with engine.connect() as connection:
             peak = max(peak, connection.execute(count).scalar())
-        time.sleep(1)
+        _until_exit(workers[0], 1)
     engine.dispose()
     assert "four" in capsys.readouterr().out
     codes = [w.wait() for w in workers]
@@ -137,6 +135,14 @@ def test_stop_signal_ends_the_trial_cleanly_within_the_grace(pg_url, cli_env, tm
     assert "Traceback" not in worker.log()
 
 
+def _until_exit(worker: WorkerProcess, seconds: float) -> None:
+    """Wait up to `seconds` for the worker to exit: a watching loop's pace that ends with the worker."""
+    try:
+        worker.process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def _rss_kib(pid: int) -> int:
     return int(proc_status(pid, "VmRSS").split()[0])
 
@@ -147,20 +153,21 @@ def test_worker_memory_does_not_grow_with_trials(pg_url, cli_env, tmp_path) -> N
         training={**QUICK_TRAINING, "max_train_images": 10, "epochs": 1}, pruner={"type": "none"}, fleet={"trials_per_child": 25},
     )  # fmt: skip
     worker = WorkerProcess(path, pg_url, cli_env, tmp_path)
-    rss: dict[int, int] = {}
+    rss: dict[int, int] = {}  # trials finished -> the worker's memory then
     while worker.process.poll() is None:
         done = sum(t.state in FINISHED for t in trials(pg_url, "memory"))
-        if done in (3, 12) and done not in rss:
+        if done >= 3 and (not rss or done >= 9):  # the first look after 3 trials, and every look from 9 on
             rss[done] = _rss_kib(worker.process.pid)
-        time.sleep(0.2)
+        _until_exit(worker, 0.2)
     assert worker.wait() == 0, worker.log()
-    assert set(rss) == {3, 12}, rss
-    assert rss[12] <= 1.2 * rss[3], rss
+    early, late = min(rss, default=0), max(rss, default=0)
+    assert early < 9 <= late, rss  # looked at least once early and once late, however busy the machine
+    assert rss[late] <= 1.2 * rss[early], rss
 
 
 def test_gpu_slots_give_each_worker_its_own_device(pg_url, cli_env, tmp_path) -> None:
     # One GPU: the first worker claims it, the second falls back to the CPU; each trial's child saw
-    # only its worker's device. How claims spread over several GPUs is the in-process test below.
+    # only its worker's device. How claims spread over several GPUs: tests/test_gpus.py.
     env = {**cli_env, "SWEEPER_GPU_COUNT": "1", "SWEEPER_GPU_LOCK_DIR": str(tmp_path / "locks")}
     path = _fleet_study(tmp_path, "gpus", 2)
     first = WorkerProcess(path, pg_url, env, tmp_path, "--gpu", "auto", "--n-trials", "1")
@@ -173,30 +180,6 @@ def test_gpu_slots_give_each_worker_its_own_device(pg_url, cli_env, tmp_path) ->
     }
     assert seen == {first.name: ("0", "0"), second.name: ("-1", "none")}
     assert "training on the CPU" in second.log()
-
-
-def test_gpu_claims_spread_over_the_gpus_pack_when_asked_and_wait_for_a_free_slot(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("SWEEPER_GPU_LOCK_DIR", str(tmp_path))
-    stop = threading.Event()
-    monkeypatch.setenv("SWEEPER_GPU_COUNT", "2")
-    spread = [gpus.claim("auto", per_gpu=1, fallback="cpu", stop=stop) for _ in range(3)]
-    assert [slot.index for slot in spread] == [0, 1, None]  # one worker per GPU, then the CPU
-    assert [slot.child_env("tensorflow")["CUDA_VISIBLE_DEVICES"] for slot in spread] == ["0", "1", "-1"]
-    for slot in spread:
-        slot.release()
-    monkeypatch.setenv("SWEEPER_GPU_COUNT", "1")
-    held = [gpus.claim("auto", per_gpu=2, fallback="wait", stop=stop) for _ in range(2)]
-    assert [slot.index for slot in held] == [0, 0]  # two workers packed on one GPU
-    waiting: list[gpus.GpuSlot] = []
-    thread = threading.Thread(
-        target=lambda: waiting.append(gpus.claim("auto", per_gpu=2, fallback="wait", stop=stop, poll_seconds=0.1))
-    )
-    thread.start()
-    time.sleep(0.5)
-    assert not waiting, "a third worker must wait while both slots are held"
-    held[0].release()
-    thread.join(5)
-    assert waiting and waiting[0].index == 0 and waiting[0].child_env("tensorflow")["CUDA_VISIBLE_DEVICES"] == "0"
 
 
 def test_a_frozen_worker_whose_trial_was_reaped_drops_it_and_carries_on(pg_url, cli_env, tmp_path) -> None:
