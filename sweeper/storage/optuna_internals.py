@@ -1,5 +1,5 @@
 """The few places sweeper reaches past Optuna's public API, each said once, each checked by a
-contract test (`tests/test_optuna_internals.py`) that names the internal when an Optuna
+contract test (`tests/unit/test_optuna_internals.py`) that names the internal when an Optuna
 release changes it.
 
 Why each remains:

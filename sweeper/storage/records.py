@@ -221,5 +221,5 @@ def for_retry(frozen: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
 def fixed_params(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """The parameters a queued trial was enqueued with, before it starts (Optuna has no public
     reader: `enqueue_trial` keeps them in the system attr "fixed_params"; the contract test in
-    `tests/test_optuna_internals.py` says so if that changes)."""
+    `tests/unit/test_optuna_internals.py` says so if that changes)."""
     return trial.system_attrs.get("fixed_params", {})

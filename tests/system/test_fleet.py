@@ -167,7 +167,7 @@ def test_worker_memory_does_not_grow_with_trials(pg_url, cli_env, tmp_path) -> N
 
 def test_gpu_slots_give_each_worker_its_own_device(pg_url, cli_env, tmp_path) -> None:
     # One GPU: the first worker claims it, the second falls back to the CPU; each trial's child saw
-    # only its worker's device. How claims spread over several GPUs: tests/test_gpus.py.
+    # only its worker's device. How claims spread over several GPUs: tests/unit/test_gpus.py.
     env = {**cli_env, "SWEEPER_GPU_COUNT": "1", "SWEEPER_GPU_LOCK_DIR": str(tmp_path / "locks")}
     path = _fleet_study(tmp_path, "gpus", 2)
     first = WorkerProcess(path, pg_url, env, tmp_path, "--gpu", "auto", "--n-trials", "1")
