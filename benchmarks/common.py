@@ -58,14 +58,16 @@ def data_dir() -> Path:
     return SHARED_SUBSET if SHARED_SUBSET.is_dir() else FIXTURE
 
 
-def write(name: str, mode: str, rows: list[dict[str, Any]], summary: dict[str, Any]) -> Path:
+def write(name: str, mode: str, rows: list[dict[str, Any]], summary: dict[str, Any], *, echo: bool = True) -> Path:
+    """Results as JSON, with the machine; `echo` prints the rows and the summary too."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}-{mode}.json"
     path.write_text(
         json.dumps({"benchmark": name, "mode": mode, "machine": machine(), "summary": summary, "rows": rows}, indent=2)
     )
-    print(tabulate(rows, headers="keys", floatfmt=".4g"))
-    print(json.dumps(summary, indent=2))
+    if echo:
+        print(tabulate(rows, headers="keys", floatfmt=".4g"))
+        print(json.dumps(summary, indent=2))
     print(f"written to {path}")
     return path
 

@@ -1,19 +1,25 @@
 """Head to head: the tutorial study's defaults against plain Optuna as optuna-examples writes it.
 
-Plain Optuna here is `optuna-examples/keras/keras_integration.py`'s recipe on the same model and
-data: default `TPESampler`, `MedianPruner(n_startup_trials=5, n_warmup_steps=5)`, val_acc reported
-after every epoch, the tutorial's configuration enqueued first, the study's epochs per trial, one
-trial at a time per process (live, `--plain-jobs K` processes share one journal-file study, as
-Optuna's docs parallelize a script). The study side is `studies/cifar10-regularization.toml` as it ships (its sampler,
-Hyperband rungs, `[compare]` group assignments, baseline and, live, its confirmation runs).
+Plain Optuna is `optuna-examples/keras/keras_integration.py` on the same model and data, exactly
+as its authors wrote it: `create_study(direction="maximize", pruner=MedianPruner())` (TPE with
+its defaults), val_acc reported after every epoch from step 0 (`KerasPruningCallback`), the last
+epoch's val_acc returned, no configuration enqueued. Beside it, in the replay, the same script
+with `MedianPruner(n_startup_trials=5, n_warmup_steps=5)`, named as such. The study side is
+`studies/cifar10-regularization.toml` as it ships (its sampler, Hyperband rungs, `[compare]`
+group assignments, baseline and, live, its confirmation runs).
 
-    python -m benchmarks.head_to_head replay [--seeds 30] [--plain-trials N] [--study-budget N] [--quick]
+    python -m benchmarks.head_to_head replay [--seeds 200] [--first-seed S] [--budgets 20 60] [--jobs N] [--quick]
     python -m benchmarks.head_to_head live --out DIR [--backend jax] [--workers 4] [--plain-trials 20]
                                           [--plain-jobs 1] [--cpu]
 
-`replay` answers every trial from the tabular benchmark (`benchmarks/data`), as benchmark 4 does:
-per seed, each side's best val_acc and the epochs it spent, and each side's best once both have
-spent the same epochs. It cannot see seed noise, so it says nothing about confirmation.
+`replay` answers every trial from the tabular benchmark (`benchmarks/data`), as benchmark 4
+does, on independent seeds (each side's sampler seeded from the race seed through
+`SeedSequence`), at each budget of trials per side. Per seed and side (`benchmarks.race`): the
+pick's regret to the best cell (judged by the cell's true value, not by what the side saw), the
+epochs until its pick came within 0.005 of the best cell, its epochs, both sides' regrets once
+both spent the same epochs, and for the study whether its pick's batch normalization group is
+the best cell's; medians with bootstrap intervals and paired sign tests. The committed table has
+one training seed per cell, so the replay sees no seed noise and says nothing about confirmation.
 
 `live` trains for real: the study with `sweeper sweep` (its workers, SQLite) and the plain script
 in processes beside it, then each side's pick (the study's best confirmed configuration, plain
@@ -26,6 +32,8 @@ interval, and Welch's p for the difference. `--cpu` shrinks it to a smoke run (t
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import functools
 import json
 import math
 import os
@@ -36,34 +44,57 @@ import tempfile
 import time
 import tomllib
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
+from tabulate import tabulate
 
 from benchmarks.build_table import TABLE
 from benchmarks.common import ROOT, data_dir, write
-from benchmarks.search_efficiency import Table, play, replay
+from benchmarks.race import NEAR, Run, fmt_ci, median_ci, sign_test
+from benchmarks.search_efficiency import Played, Table, play, replay_trials, trace_of
 from sweeper import studyfile
+from sweeper.fleet import search
 from sweeper.reporting import uncertainty
 
 STUDY = ROOT / "studies" / "cifar10-regularization.toml"
 CONFIRM_SEEDS = (1, 2, 3)
-PLAIN_PRUNER = {"n_startup_trials": 5, "n_warmup_steps": 5}
 PLAIN_NAME = "plain-optuna"
+BUDGETS = (20, 60)
 
 
-def plain_study(seed: int | None, storage: optuna.storages.BaseStorage | None, tutorial: dict) -> optuna.Study:
-    """The optuna-examples recipe: default TPE, the median pruner, the tutorial's configuration first."""
-    study = optuna.create_study(
-        study_name=PLAIN_NAME,
+@dataclass(frozen=True)
+class Peer:
+    """Plain Optuna as a script writes it: TPE with its defaults, a median pruner, no baseline."""
+
+    name: str
+    pruner: dict[str, int]
+    """`MedianPruner`'s arguments."""
+
+
+PEERS = (
+    Peer("optuna-examples keras_integration.py (MedianPruner())", {}),
+    Peer("the same with MedianPruner(5, 5)", {"n_startup_trials": 5, "n_warmup_steps": 5}),
+)
+EXAMPLE = PEERS[0]
+"""`optuna-examples/keras/keras_integration.py` exactly: the live race's plain side."""
+STUDY_SIDE = "sweeper study"
+
+
+def plain_study(
+    peer: Peer, seed: int | None, storage: optuna.storages.BaseStorage | None = None, name: str = PLAIN_NAME
+) -> optuna.Study:
+    """The script's study: `create_study(direction="maximize", pruner=MedianPruner(...))`; the seed
+    (the script leaves it unset) only makes a replay repeatable."""
+    return optuna.create_study(
+        study_name=name,
         direction="maximize",
         storage=storage,
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(**PLAIN_PRUNER),
+        pruner=optuna.pruners.MedianPruner(**peer.pruner),
     )
-    study.enqueue_trial(tutorial)
-    return study
 
 
 def suggest_plain(trial: optuna.trial.Trial, spec: studyfile.StudySpec) -> dict:
@@ -78,60 +109,127 @@ def suggest_plain(trial: optuna.trial.Trial, spec: studyfile.StudySpec) -> dict:
     }
 
 
-def _replay_plain(spec: studyfile.StudySpec, table: Table, seed: int, trials: int) -> list[tuple[int, float]]:
-    study = plain_study(seed, None, spec.baselines[0])
-    spent, best, trace = 0, -1.0, []
+def replay_peer(peer: Peer, spec: studyfile.StudySpec, table: Table, seed: int, trials: int) -> list[Played]:
+    """The script replayed: epochs reported from step 0 (`KerasPruningCallback`), the last epoch's
+    val_acc returned (the script's `model.evaluate` after `fit`)."""
+    study = plain_study(peer, seed)
+    played = []
     for _ in range(trials):
         trial = study.ask()
         curve = table.curve(suggest_plain(trial, spec))
-        epochs, finished = play(study, trial, curve, curve[-1])  # keras_integration.py returns the last epoch's
-        spent, best = spent + epochs, max(best, finished)
-        trace.append((spent, best))
-    return trace
+        played.append(play(study, trial, curve, curve[-1], first_step=0))
+    return played
 
 
-def _best_by(trace: list[tuple[int, float]], epochs: int) -> float:
-    return max((best for spent, best in trace if spent <= epochs), default=-1.0)
+def side_seed(seed: int, side: int) -> int:
+    """A seed for another side of the same race seed, independent of the study's own trial seeds."""
+    return search.trial_seed(seed, 1_000_000 + side)
 
 
-def _reached(trace: list[tuple[int, float]], target: float) -> float:
-    return next((spent for spent, best in trace if best >= target), math.inf)
+@functools.cache
+def _race_inputs() -> tuple[studyfile.StudySpec, Table]:
+    return studyfile.load(STUDY), Table(TABLE)
 
 
-def run_replay(seeds: range, plain_trials: int | None, study_budget: int | None, mode: str) -> dict[str, Any]:
-    spec, table = studyfile.load(STUDY), Table(TABLE)
-    if study_budget:
-        spec = spec.model_copy(update={"study": spec.study.model_copy(update={"budget": study_budget})})
-    trials = plain_trials or spec.study.budget
+def race_seed(seed: int, budgets: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Every side on one seed at each budget: a row per side with its regret, epochs and epochs to
+    near the best cell; a peer's row also has both sides' regrets once both spent the same epochs."""
+    spec, table = _race_inputs()
+    most = max(budgets)
+    peers = {p.name: replay_peer(p, spec, table, side_seed(seed, k), most) for k, p in enumerate(PEERS)}
+    random_side = replay_trials(spec, table, seed, tuned=False)  # its own offset seeds; budget: the study file's
     rows = []
-    for seed in seeds:
-        ours = replay(spec, table, seed, tuned=True)
-        plain = _replay_plain(spec, table, seed, trials)
-        common, target = min(ours[-1][0], plain[-1][0]), max(ours[-1][1], plain[-1][1])
-        rows.append({
-            "seed": seed, "study best": ours[-1][1], "study epochs": ours[-1][0],
-            "plain best": plain[-1][1], "plain epochs": plain[-1][0], "same epochs": common,
-            "study best at same epochs": _best_by(ours, common), "plain best at same epochs": _best_by(plain, common),
-            "study epochs to the better best": _reached(ours, target), "plain epochs to the better best": _reached(plain, target),
-        })  # fmt: skip
-    wins = sum(r["study best at same epochs"] > r["plain best at same epochs"] for r in rows)
-    ties = sum(r["study best at same epochs"] == r["plain best at same epochs"] for r in rows)
-    summary = {
-        "table": str(TABLE.relative_to(ROOT)), "epochs": table.epochs, "seeds": [seeds.start, seeds.stop - 1],
-        "study_trials": spec.study.budget, "plain_trials": trials,
-        "median_study_best": statistics.median(r["study best"] for r in rows),
-        "median_plain_best": statistics.median(r["plain best"] for r in rows),
-        "median_study_epochs": statistics.median(r["study epochs"] for r in rows),
-        "median_plain_epochs": statistics.median(r["plain epochs"] for r in rows),
-        "median_study_epochs_to_the_better_best": statistics.median(r["study epochs to the better best"] for r in rows),
-        "median_plain_epochs_to_the_better_best": statistics.median(r["plain epochs to the better best"] for r in rows),
-        "study_first_to_the_better_best": sum(
-            r["study epochs to the better best"] < r["plain epochs to the better best"] for r in rows
-        ),
-        "study_wins_at_same_epochs": wins, "ties_at_same_epochs": ties, "seeds_run": len(rows),
+    for budget in budgets:
+        budgeted = spec.model_copy(update={"study": spec.study.model_copy(update={"budget": budget})})
+        study = Run(replay_trials(budgeted, table, seed, tuned=True), table)
+        ratio = _symmetric_ratio(study, Run(random_side[:budget], table))
+        sides = {STUDY_SIDE: study, **{name: Run(played[:budget], table) for name, played in peers.items()}}
+        for name, run in sides.items():
+            row: dict[str, Any] = {"seed": seed, "trials": budget, "side": name, "regret": run.regret(),
+                                   "epochs": run.epochs, "epochs to near": run.epochs_to_near()}  # fmt: skip
+            if name == STUDY_SIDE:
+                row.update({"right group": study.right_group(spec.groups_by), "random ratio": ratio})
+            else:  # both judged once both have spent the same epochs
+                common = min(study.epochs, run.epochs)
+                row.update({"equal epochs": common, "study regret at equal epochs": study.regret(common),
+                            "regret at equal epochs": run.regret(common)})  # fmt: skip
+            rows.append(row)
+    return rows
+
+
+def _symmetric_ratio(study: Run, random: Run) -> float:
+    """The study's epochs over random search's, each to reach the lower of the two sides' final bests."""
+    ours, theirs = trace_of(study.played), trace_of(random.played)
+    target = min(ours[-1][1], theirs[-1][1])
+    first = [next(spent for spent, best in trace if best >= target) for trace in (ours, theirs)]
+    return first[0] / first[1]
+
+
+def run_replay(seeds: range, budgets: tuple[int, ...], mode: str, jobs: int) -> dict[str, Any]:
+    spec, table = _race_inputs()
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+        rows = [row for rows in pool.map(race_seed, seeds, [budgets] * len(seeds)) for row in rows]
+    summary: dict[str, Any] = {
+        "table": str(TABLE.relative_to(ROOT)), "table_seeds_per_cell": 1, "epochs": table.epochs,
+        "best_cell": table.best_cell()["config"], "best_cell_value": table.best_value(),
+        "seeds": [seeds.start, seeds.stop - 1], "near": NEAR, "budgets": {},
     }  # fmt: skip
-    write("head_to_head", mode, rows, summary)
+    lines = []
+    for budget in budgets:
+        at = {side: [r for r in rows if r["trials"] == budget and r["side"] == side] for side in _sides()}
+        ours = at[STUDY_SIDE]
+        entry: dict[str, Any] = {
+            "right_group": sum(r["right group"] for r in ours) / len(ours),
+            "random_ratio": median_ci([r["random ratio"] for r in ours]),
+        }
+        for name, side_rows in at.items():
+            side: dict[str, Any] = {
+                "median_regret": median_ci([r["regret"] for r in side_rows]),
+                "median_epochs": statistics.median(r["epochs"] for r in side_rows),
+                "share_near": sum(math.isfinite(r["epochs to near"]) for r in side_rows) / len(side_rows),
+                "median_epochs_to_near": median_ci([r["epochs to near"] for r in side_rows]),
+            }
+            if name != STUDY_SIDE:  # paired on seeds: rows of both sides come in seed order
+                side["study_vs_this_regret"] = sign_test([r["regret"] for r in ours], [r["regret"] for r in side_rows])
+                side["study_vs_this_regret_at_equal_epochs"] = sign_test(
+                    [r["study regret at equal epochs"] for r in side_rows],
+                    [r["regret at equal epochs"] for r in side_rows],
+                )
+                side["study_vs_this_epochs_to_near"] = sign_test(
+                    [r["epochs to near"] for r in ours], [r["epochs to near"] for r in side_rows]
+                )
+            entry[name] = side
+            lines.append(_line(budget, name, side, entry["right_group"] if name == STUDY_SIDE else None))
+        summary["budgets"][str(budget)] = entry
+    write("head_to_head", mode, rows, summary, echo=False)
+    print(tabulate(lines, headers="keys"))
+    for budget, entry in summary["budgets"].items():
+        ratio = fmt_ci(entry["random_ratio"], ".2f")
+        print(f"{budget} trials: the study's epochs / random search's, each to the lower of their final bests: {ratio}")
+    print(
+        "regret: the best cell's value minus the pick's cell's; study vs this: seeds the study's pick is better/worse/tied"
+    )
     return summary
+
+
+def _sides() -> tuple[str, ...]:
+    return (STUDY_SIDE, *(p.name for p in PEERS))
+
+
+def _line(budget: int, name: str, side: dict[str, Any], right_group: float | None) -> dict[str, Any]:
+    line = {
+        "trials": budget, "side": name, "median regret [95% CI]": fmt_ci(side["median_regret"]),
+        f"near (within {NEAR})": f"{side['share_near']:.0%}",
+        "median epochs to near [95% CI]": fmt_ci(side["median_epochs_to_near"], ".0f"),
+        "median epochs": f"{side['median_epochs']:.0f}",
+        "right group": "-" if right_group is None else f"{right_group:.0%}",
+    }  # fmt: skip
+    if "study_vs_this_regret" in side:
+        for label, key in (("study vs this: regret", "study_vs_this_regret"),
+                           ("at equal epochs", "study_vs_this_regret_at_equal_epochs")):  # fmt: skip
+            test = side[key]
+            line[label] = f"{test['wins']}/{test['losses']}/{test['ties']} p={test['p']:.2g}"
+    return line
 
 
 # --- live -----------------------------------------------------------------------------------------
@@ -166,7 +264,7 @@ def fit(
         pruned = False
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            trial.report(float(logs["val_acc"]), epoch + 1)
+            trial.report(float(logs["val_acc"]), epoch)  # from step 0, as `KerasPruningCallback` reports
             if trial.should_prune():
                 self.model.stop_training = self.pruned = True
 
@@ -197,7 +295,7 @@ def _plain_main(spec_path: Path, journal: Path, cache: Path, trials: int, seed: 
         study_name=PLAIN_NAME,
         storage=_plain_storage(journal),
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(**PLAIN_PRUNER),
+        pruner=optuna.pruners.MedianPruner(**EXAMPLE.pruner),
     )
 
     def objective(trial: optuna.trial.Trial) -> float:
@@ -240,7 +338,7 @@ def run_live(out: Path, backend: str, workers: int, plain_trials: int, plain_job
     env = {**os.environ, "KERAS_BACKEND": backend, "SWEEPER_CACHE_DIR": str(work / "cache"), "PYTHONUNBUFFERED": "1",
            "SWEEPER_DATA_DIR": str(data_dir()), "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # fmt: skip
     ours_url, journal = f"sqlite:///{work / 'study.db'}", work / "plain.journal"
-    plain_study(None, _plain_storage(journal), spec.baselines[0])
+    plain_study(EXAMPLE, None, _plain_storage(journal))
     shares = [plain_trials // plain_jobs + (job < plain_trials % plain_jobs) for job in range(plain_jobs)]
     gpu = ["--gpu", "none"] if cpu else ["--gpu", "require", "--workers-per-gpu", str(workers)]
     started = time.monotonic()
@@ -358,10 +456,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.head_to_head", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     replayer = commands.add_parser("replay", help="both sides on the tabular benchmark, many seeds")
-    replayer.add_argument("--seeds", type=int, default=30)
+    replayer.add_argument("--seeds", type=int, default=200)
+    replayer.add_argument("--first-seed", type=int, default=0, help="seeds run from here (a held-out half)")
     replayer.add_argument("--quick", action="store_true", help="3 seeds")
-    replayer.add_argument("--plain-trials", type=int, help="plain Optuna's trials (default: the study's budget)")
-    replayer.add_argument("--study-budget", type=int, help="the study's search budget (default: its study file's)")
+    replayer.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS), help="trials per side")
+    replayer.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes, a share of the seeds each")
     live = commands.add_parser("live", help="both sides trained for real; both picks confirmed over 3 seeds")
     live.add_argument("--out", type=Path, required=True)
     live.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"))
@@ -371,8 +470,9 @@ def main() -> int:
     live.add_argument("--cpu", action="store_true", help="a smoke run on the CPU (the test)")
     args = parser.parse_args()
     if args.command == "replay":
-        mode = "quick" if args.quick else "replay" if not args.study_budget else f"replay-{args.study_budget}-trials"
-        run_replay(range(3 if args.quick else args.seeds), args.plain_trials, args.study_budget, mode)
+        count = 3 if args.quick else args.seeds
+        mode = "quick" if args.quick else "replay" + (f"-from-seed-{args.first_seed}" if args.first_seed else "")
+        run_replay(range(args.first_seed, args.first_seed + count), tuple(args.budgets), mode, args.jobs)
     else:
         print(
             json.dumps(

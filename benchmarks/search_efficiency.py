@@ -17,6 +17,7 @@ import json
 import math
 import statistics
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -39,17 +40,56 @@ class Table:
             raise SystemExit(f"{path} is empty: build it with python -m benchmarks.build_table")
         self.epochs = min(row["epochs"] for row in self.rows)
 
-    def curve(self, params: dict) -> list[float]:
+    def nearest(self, params: dict) -> dict:
+        """The grid point that answers a configuration: same batch normalization, nearest dropout,
+        nearest learning rate on a log scale."""
+
         def distance(row: dict) -> tuple:
             c = row["config"]
             return (c["batchnorm"] != params["batchnorm"], abs(c["dropout"] - params["dropout"]),
                     abs(math.log10(c["learning_rate"]) - math.log10(params["learning_rate"])))  # fmt: skip
 
-        return min(self.rows, key=distance)["val_acc"][: self.epochs]
+        return min(self.rows, key=distance)
+
+    def curve(self, params: dict) -> list[float]:
+        return self.nearest(params)["val_acc"][: self.epochs]
+
+    def true_value(self, params: dict) -> float:
+        """A configuration's value: its cell's best epoch (the model sweeper keeps is the best epoch's)."""
+        return max(self.curve(params))
+
+    def best_cell(self) -> dict:
+        return max(self.rows, key=lambda row: max(row["val_acc"][: self.epochs]))
+
+    def best_value(self) -> float:
+        return max(self.best_cell()["val_acc"][: self.epochs])
+
+
+@dataclass(frozen=True)
+class Played:
+    """One replayed trial: what it tried, the epochs it spent, the value its side told Optuna (None: pruned)."""
+
+    params: dict
+    epochs: int
+    value: float | None
+
+
+def trace_of(played: list[Played]) -> list[tuple[int, float]]:
+    """(epochs spent so far, best value told so far) after each trial."""
+    spent, best, trace = 0, -1.0, []
+    for trial in played:
+        spent, best = spent + trial.epochs, max(best, -1.0 if trial.value is None else trial.value)
+        trace.append((spent, best))
+    return trace
 
 
 def replay(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list[tuple[int, float]]:
-    """(epochs spent so far, best finished val_acc so far) after each trial.
+    """(epochs spent so far, best finished val_acc so far) after each trial (see `replay_trials`)."""
+    return trace_of(replay_trials(spec, table, seed, tuned))
+
+
+def replay_trials(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list[Played]:
+    """The study's search (`tuned`) or random search, replayed trial by trial.
 
     Trial n is sampled with its own seed from (seed, n), as workers do; random search's study seeds
     are offset by RANDOM_SEED_OFFSET, so the two sides never share a study seed.
@@ -66,7 +106,7 @@ def replay(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list[tuple[
     if tuned:
         for baseline in spec.baselines:
             study.enqueue_trial(dict(baseline))
-    spent, best, trace = 0, -1.0, []
+    played = []
     for number in range(spec.study.budget):
         if tuned:
             comparison.assign(study, spec)  # [compare]'s group assignments, as a worker's claim makes them
@@ -74,25 +114,21 @@ def replay(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list[tuple[
         search.seed_trial(study.sampler, spec, number)
         search.suggest(trial, spec)
         curve = table.curve(trial.params)
-        epochs, finished = play(study, trial, curve, max(curve))
-        spent, best = spent + epochs, max(best, finished)
-        trace.append((spent, best))
-    return trace
+        played.append(play(study, trial, curve, max(curve)))  # a worker records the best epoch's val_acc
+    return played
 
 
-def play(study: optuna.Study, trial: optuna.Trial, curve: list[float], value: float) -> tuple[int, float]:
-    """Answer a trial from its curve, epoch by epoch, until the pruner stops it or the curve ends.
-
-    Returns the epochs it spent and its best val_acc if it finished (-1 if pruned); it is told
-    `value` when it finishes.
-    """
+def play(study: optuna.Study, trial: optuna.Trial, curve: list[float], value: float, first_step: int = 1) -> Played:
+    """Answer a trial from its curve, epoch by epoch, until the pruner stops it or the curve ends;
+    it is told `value` when it finishes. Epochs are reported as steps from `first_step` (sweeper
+    counts from 1; Keras callbacks, and so Optuna's `KerasPruningCallback`, from 0)."""
     for epoch, val_acc in enumerate(curve, start=1):
-        trial.report(val_acc, epoch)
+        trial.report(val_acc, epoch - 1 + first_step)
         if trial.should_prune():
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            return epoch, -1.0
+            return Played(trial.params, epoch, None)
     study.tell(trial, value)
-    return len(curve), max(curve)
+    return Played(trial.params, len(curve), value)
 
 
 # Pruner × sampler settings compared by --compare; the study file's own setting is always run.
