@@ -11,12 +11,14 @@ import subprocess
 import sys
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import sqlalchemy
+from scipy.stats import binomtest
 from tabulate import tabulate
 
 from sweeper.studyfile import Confirm, StudySpec
@@ -102,3 +104,28 @@ def search_mechanics(spec: StudySpec, **updates: Any) -> StudySpec:
     """The real study file's search alone: no confirmation runs, no group assignments (whose reads and
     queued trials belong to the question, not to the fleet's mechanics these benchmarks measure)."""
     return spec.model_copy(update={**updates, "confirm": Confirm(), "compare": None})
+
+
+BOOTSTRAP = 2000
+
+
+def median_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
+    """The median and a bootstrap 95% interval (quantiles without interpolation, so inf stays inf)."""
+    data = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    medians = np.quantile(rng.choice(data, size=(BOOTSTRAP, len(data))), 0.5, axis=1, method="inverted_cdf")
+    low, high = np.quantile(medians, [0.025, 0.975], method="inverted_cdf")
+    return float(np.quantile(data, 0.5, method="inverted_cdf")), float(low), float(high)
+
+
+def sign_test(ours: Sequence[float], theirs: Sequence[float]) -> dict[str, float | int]:
+    """Paired on seeds: how often `ours` is lower (better regret, fewer epochs), higher, tied; two-sided p."""
+    wins = sum(a < b for a, b in zip(ours, theirs, strict=True))
+    losses = sum(a > b for a, b in zip(ours, theirs, strict=True))
+    p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
+    return {"wins": wins, "losses": losses, "ties": len(ours) - wins - losses, "p": float(p)}
+
+
+def fmt_ci(stat: tuple[float, float, float], spec: str = ".4f") -> str:
+    median, low, high = stat
+    return f"{median:{spec}} [{low:{spec}}, {high:{spec}}]"

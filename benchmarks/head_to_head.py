@@ -52,8 +52,8 @@ import optuna
 from tabulate import tabulate
 
 from benchmarks.build_table import TABLE
-from benchmarks.common import ROOT, data_dir, write
-from benchmarks.race import NEAR, Run, fmt_ci, median_ci, sign_test
+from benchmarks.common import ROOT, data_dir, fmt_ci, median_ci, sign_test, write
+from benchmarks.race import NEAR, Run
 from benchmarks.search_efficiency import Played, Table, play, replay_trials, trace_of
 from sweeper import studyfile
 from sweeper.fleet import search

@@ -9,8 +9,8 @@ saw, so a side that picks on a lucky or an unlucky number pays for it. Per run:
 - epochs to near: the epochs spent when the pick first came within `NEAR` of the best cell;
 - right group (sweeper's comparative answer): the pick's compared group is the best cell's.
 
-Medians come with bootstrap 95% intervals; two sides on the same seeds are compared with a
-paired sign test (ties dropped).
+Medians come with bootstrap 95% intervals and two sides on the same seeds are compared with a
+paired sign test (`benchmarks.common`).
 """
 
 from __future__ import annotations
@@ -19,13 +19,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-from scipy.stats import binomtest
-
 from benchmarks.search_efficiency import Played, Table
 
 NEAR = 0.005
-BOOTSTRAP = 2000
 
 
 @dataclass(frozen=True)
@@ -68,25 +64,3 @@ class Run:
     def right_group(self, by: str) -> bool:
         pick = self._pick(self.played)
         return pick is not None and pick.params[by] == self.table.best_cell()["config"][by]
-
-
-def median_ci(values: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
-    """The median and a bootstrap 95% interval (quantiles without interpolation, so inf stays inf)."""
-    data = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    medians = np.quantile(rng.choice(data, size=(BOOTSTRAP, len(data))), 0.5, axis=1, method="inverted_cdf")
-    low, high = np.quantile(medians, [0.025, 0.975], method="inverted_cdf")
-    return float(np.quantile(data, 0.5, method="inverted_cdf")), float(low), float(high)
-
-
-def sign_test(ours: Sequence[float], theirs: Sequence[float]) -> dict[str, float | int]:
-    """Paired on seeds: how often `ours` is lower (better regret, fewer epochs), higher, tied; two-sided p."""
-    wins = sum(a < b for a, b in zip(ours, theirs, strict=True))
-    losses = sum(a > b for a, b in zip(ours, theirs, strict=True))
-    p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
-    return {"wins": wins, "losses": losses, "ties": len(ours) - wins - losses, "p": float(p)}
-
-
-def fmt_ci(stat: tuple[float, float, float], spec: str = ".4f") -> str:
-    median, low, high = stat
-    return f"{median:{spec}} [{low:{spec}}, {high:{spec}}]"
