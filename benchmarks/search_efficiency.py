@@ -190,6 +190,9 @@ def main() -> None:
         "--first-seed", type=int, default=0, help="seeds run from here (held-out checks of a chosen setting)"
     )
     parser.add_argument("--quick", action="store_true", help="3 seeds; --compare with the first sampler only")
+    parser.add_argument(
+        "--pruners-only", action="store_true", help="--compare the pruners with the study file's own sampler only"
+    )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes, a share of the seeds each")
     parser.add_argument(
         "--compare", action="store_true", help="also replay the candidate settings in CANDIDATES × SAMPLERS"
@@ -214,7 +217,9 @@ def main() -> None:
     }  # fmt: skip
     if args.compare:
         summary["candidates"] = []
-        for sampler_name, sampler in list(SAMPLERS.items())[: 1 if args.quick else None]:
+        own = {"study file's sampler": spec.sampler.model_dump(exclude={"type"})}
+        samplers = own if args.pruners_only else dict(list(SAMPLERS.items())[: 1 if args.quick else None])
+        for sampler_name, sampler in samplers.items():
             for pruner_name, pruner in CANDIDATES.items():
                 candidate = evaluate(with_settings(spec, sampler, pruner), table, randoms, args.jobs)
                 summary["candidates"].append({
@@ -231,7 +236,9 @@ def main() -> None:
         )
     write(
         "search_efficiency",
-        ("quick" if args.quick else "full") + (f"-from-seed-{args.first_seed}" if args.first_seed else ""),
+        ("quick" if args.quick else "full")
+        + (f"-from-seed-{args.first_seed}" if args.first_seed else "")
+        + ("-with-compare" if args.compare else ""),
         rows,
         summary,
     )
