@@ -38,6 +38,8 @@ from sweeper.studyfile import Artifacts
 
 log = logging.getLogger("sweeper.dashboard")
 READS = ("GET", "HEAD", "OPTIONS")
+HEALTH_PATH = "/healthz"
+"""Answers 200 without a password, and says nothing else: what a probe or a health check asks."""
 
 
 def dashboard_password() -> str | None:
@@ -62,10 +64,15 @@ def dashboard_password() -> str | None:
 
 
 def guard(app: Callable, *, allow_writes: bool, password: str | None, user: str = "sweeper") -> Callable:
-    """WSGI middleware: basic authentication if a password is set; reads only unless told otherwise."""
+    """WSGI middleware: basic authentication if a password is set; reads only unless told otherwise;
+    the health endpoint open to probes."""
     expected = f"{user}:{password}".encode() if password else None
 
     def guarded(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == HEALTH_PATH and environ["REQUEST_METHOD"] in ("GET", "HEAD"):
+            body = b'{"status": "ok"}'
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
         if expected is not None and not _authorized(environ.get("HTTP_AUTHORIZATION", ""), expected):
             return _refuse(
                 start_response,

@@ -118,6 +118,53 @@ def test_workers_job_replaces_stopped_workers_and_ends_with_the_study(overlay: s
     assert dashboard["spec"]["type"] == "ClusterIP"
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_runs_under_the_restricted_pod_security_profile(overlay: str) -> None:
+    """Pod Security "restricted": non-root, RuntimeDefault seccomp, no privilege escalation, every
+    capability dropped; and a read-only root, with a writable volume wherever a process writes."""
+    resources = render(overlay)
+    for resource, spec, container in containers(resources):
+        name = f"{resource['metadata']['name']}/{container['name']}"
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True and pod["runAsUser"] > 0, name
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False and context["capabilities"] == {"drop": ["ALL"]}, name
+        assert context["readOnlyRootFilesystem"] is True, name
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert "/tmp" in mounts, name
+    dashboard = by_name(resources, "Deployment", "sweeper-dashboard")["spec"]["template"]["spec"]["containers"][0]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert dashboard[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_pgbouncer_reaches_postgresql_and_only_sweepers_pods_reach_pgbouncer(overlay: str) -> None:
+    resources = render(overlay)
+    policies = {r["metadata"]["name"]: r["spec"] for r in resources if r["kind"] == "NetworkPolicy"}
+    pods = {r["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] for r in resources if pod_spec(r)}
+    bouncer = policies["pgbouncer"]
+    assert bouncer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "pgbouncer"}
+    (allowed,) = bouncer["ingress"][0]["from"][0]["podSelector"]["matchExpressions"]
+    assert set(allowed["values"]) == pods - {"pgbouncer", "postgres"}
+    assert bouncer["ingress"][0]["ports"] == [{"port": 6432}]
+    if "postgres" in pods:
+        postgres = policies["postgres"]["ingress"]
+        assert postgres == [{"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "pgbouncer"}}}],
+                             "ports": [{"port": 5432}]}]  # fmt: skip
+    else:  # a managed PostgreSQL: the policy for the StatefulSet goes with it
+        assert "postgres" not in policies
+
+
+def test_every_shipped_study_and_its_module_is_in_the_studies_configmap() -> None:
+    resources = render(OVERLAYS[0])
+    (studies,) = [
+        r for r in resources if r["kind"] == "ConfigMap" and r["metadata"]["name"].startswith("sweeper-studies")
+    ]
+    shipped = {p.name for p in (ROOT / "studies").iterdir() if p.suffix in (".toml", ".py")}
+    assert set(studies["data"]) == shipped
+
+
 # --- the rendered commands, run as processes through a real PgBouncer ---
 
 

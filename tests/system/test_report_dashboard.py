@@ -235,6 +235,8 @@ def test_dashboard_password_is_required_when_set(filled, tmp_path) -> None:
         assert http_status(f"{base}/api/studies") == 401
         assert http_status(f"{base}/api/studies", auth="sweeper:wrong") == 401
         assert http_status(f"{base}/api/studies", auth="sweeper:s3cret-pass") == 200
+        assert http_status(f"{base}/healthz") == 200  # what probes ask, without the password
+        assert http_status(f"{base}/healthz", method="POST") == 401
     finally:
         output = _stop(process)
     assert "s3cret-pass" not in output
