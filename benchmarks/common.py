@@ -126,6 +126,6 @@ def sign_test(ours: Sequence[float], theirs: Sequence[float]) -> dict[str, float
     return {"wins": wins, "losses": losses, "ties": len(ours) - wins - losses, "p": float(p)}
 
 
-def fmt_ci(stat: tuple[float, float, float], spec: str = ".4f") -> str:
+def fmt_ci(stat: Sequence[float], spec: str = ".4f") -> str:
     median, low, high = stat
     return f"{median:{spec}} [{low:{spec}}, {high:{spec}}]"

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from scipy.stats import binomtest
 from tabulate import tabulate
 
 from benchmarks.build_table import TABLE
@@ -178,8 +179,10 @@ def run_replay(seeds: range, budgets: tuple[int, ...], mode: str, jobs: int) -> 
     for budget in budgets:
         at = {side: [r for r in rows if r["trials"] == budget and r["side"] == side] for side in _sides()}
         ours = at[STUDY_SIDE]
+        right = binomtest(sum(r["right group"] for r in ours), len(ours))
+        interval = right.proportion_ci()  # Clopper-Pearson, exact
         entry: dict[str, Any] = {
-            "right_group": sum(r["right group"] for r in ours) / len(ours),
+            "right_group": [right.statistic, interval.low, interval.high],
             "random_ratio": median_ci([r["random ratio"] for r in ours]),
         }
         for name, side_rows in at.items():
@@ -216,13 +219,13 @@ def _sides() -> tuple[str, ...]:
     return (STUDY_SIDE, *(p.name for p in PEERS))
 
 
-def _line(budget: int, name: str, side: dict[str, Any], right_group: float | None) -> dict[str, Any]:
+def _line(budget: int, name: str, side: dict[str, Any], right_group: list[float] | None) -> dict[str, Any]:
     line = {
         "trials": budget, "side": name, "median regret [95% CI]": fmt_ci(side["median_regret"]),
         f"near (within {NEAR})": f"{side['share_near']:.0%}",
         "median epochs to near [95% CI]": fmt_ci(side["median_epochs_to_near"], ".0f"),
         "median epochs": f"{side['median_epochs']:.0f}",
-        "right group": "-" if right_group is None else f"{right_group:.0%}",
+        "right group [95% CI]": "-" if right_group is None else fmt_ci(right_group, ".1%"),
     }  # fmt: skip
     if "study_vs_this_regret" in side:
         for label, key in (("study vs this: regret", "study_vs_this_regret"),
