@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 
 from sweeper.artifacts.model_stores import ENV, ModelStore, store_errors
 from sweeper.errors import SweeperError
-from sweeper.storage import urls
+from sweeper.storage import records, urls
 from sweeper.storage.records import StudyRecord, TrialRecord
 from sweeper.storage.studies import value_of
 from sweeper.studyfile import Artifacts
@@ -121,10 +121,18 @@ class ModelKeeper:
     def _trim_locked(self, study: optuna.Study) -> None:
         record = StudyRecord.from_study(study)
         kept = sorted(
-            (t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _artifact_id(t)),
+            (
+                t
+                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if records.model_artifact_id(t)
+            ),
             key=lambda t: (-value_of(t), t.number),
         )
-        newly = {t.number: _artifact_id(t) for t in kept[self.keep_top :] if t.number not in record.models_removed}
+        newly = {
+            t.number: records.model_artifact_id(t)
+            for t in kept[self.keep_top :]
+            if t.number not in record.models_removed
+        }
         for number, artifact_id in newly.items():
             try:
                 self.store.remove(artifact_id)
@@ -140,16 +148,13 @@ class ModelKeeper:
         self._scratch.cleanup()
 
 
-def _artifact_id(trial: FrozenTrial) -> str:
-    """The trial's kept model in the store; "" if it kept none."""
-    return TrialRecord.from_frozen(trial).model_artifact_id or ""
-
-
 def kept_model(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, str]:
     """The best COMPLETE trial with a kept model (or trial `number`) and its artifact id; clear errors otherwise."""
     removed = StudyRecord.from_study(study).models_removed
     if number is None:
-        complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _artifact_id(t)]
+        complete = [
+            t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if records.model_artifact_id(t)
+        ]
         candidates = [t for t in complete if t.number not in removed]
         if not candidates:
             raise SweeperError(f"study {study.study_name!r} has no kept model yet (no COMPLETE trial saved one)")
@@ -161,7 +166,7 @@ def kept_model(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, st
         trial = numbered
         if trial.state != TrialState.COMPLETE:
             raise SweeperError(f"trial {number} is {trial.state.name}: only COMPLETE trials keep a model")
-        if not _artifact_id(trial):
+        if not records.model_artifact_id(trial):
             reason = TrialRecord.from_frozen(trial).model_error or "it was recorded before models were kept"
             raise SweeperError(f"trial {number} has no kept model ({reason})")
         if number in removed:
@@ -169,4 +174,4 @@ def kept_model(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, st
                 f"trial {number}'s model was removed from the store when it fell out of the best kept "
                 "([artifacts] keep_top); export one of those, e.g. with --best"
             )
-    return trial, _artifact_id(trial)
+    return trial, records.model_artifact_id(trial)

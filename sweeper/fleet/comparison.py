@@ -20,6 +20,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.fleet.search import params_of
+from sweeper.storage import records
 from sweeper.storage.records import TrialRecord
 from sweeper.studyfile import StudySpec
 
@@ -33,7 +34,7 @@ def group_counts(trials: list[FrozenTrial], spec: StudySpec) -> dict[Any, int]:
     counts = {value: 0 for value in cast(CategoricalDistribution, spec.space.distributions()[by]).choices}
     for trial in trials:
         value = params_of(trial).get(by)
-        if trial.state in COUNTED and value in counts and not TrialRecord.from_frozen(trial).is_confirmation:
+        if trial.state in COUNTED and value in counts and not records.is_confirmation(trial):
             counts[value] += 1
     return counts
 

@@ -31,7 +31,7 @@ def pending(study: optuna.Study, spec: StudySpec) -> bool:
 
 def chosen(trials: list[FrozenTrial], top: int, by: str) -> list[FrozenTrial]:
     """Each compared group's best search trial (batch normalization on, off), the baseline, then the `top` best overall."""
-    search = [t for t in trials if t.state == TrialState.COMPLETE and not TrialRecord.from_frozen(t).is_confirmation]
+    search = [t for t in trials if t.state == TrialState.COMPLETE and not records.is_confirmation(t)]
     ranked = sorted(search, key=lambda t: (-value_of(t), t.number))
     picks: list[FrozenTrial] = []
     for group in dict.fromkeys(t.params.get(by) for t in ranked):

@@ -26,6 +26,7 @@ from sweeper.artifacts.kept_models import ModelKeeper
 from sweeper.fleet import Progress, search
 from sweeper.fleet.events import EpochEnded, Event, TrialEnded, TrialStarted, epoch_line
 from sweeper.fleet.recording import Recorder, Retrying
+from sweeper.storage import records
 from sweeper.storage.records import TrialRecord
 from sweeper.studyfile import StudySpec
 from sweeper.training.protocol import METRICS, ChildLost, ChildMessage, Done, Epoch, Failed, Job
@@ -57,7 +58,7 @@ class Outcome(enum.Enum):
 def should_stop(trial: optuna.trial.Trial, spec: StudySpec, val_acc: float, epoch: int) -> bool:
     """Report the epoch's val_acc to Optuna; True if the pruner says stop (never for a confirmation run)."""
     trial.report(val_acc, epoch)
-    if not search.can_prune_at(spec, epoch) or TrialRecord.from_frozen(trial).is_confirmation:
+    if not search.can_prune_at(spec, epoch) or records.is_confirmation(trial):
         return False  # the attributes are read only where the pruner could decide
     return trial.should_prune()
 

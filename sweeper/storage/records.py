@@ -212,6 +212,17 @@ class TrialRecord:
 _TRIAL_FIELDS = tuple(f.name for f in dataclasses.fields(TrialRecord) if f.name != "training")
 
 
+def is_confirmation(trial: _HasUserAttrs) -> bool:
+    """`TrialRecord.is_confirmation` without building the record: one key, for the claim's pass
+    over every trial of the study, under the study lock."""
+    return trial.user_attrs.get("phase") == CONFIRM_PHASE
+
+
+def model_artifact_id(trial: _HasUserAttrs) -> str:
+    """The trial's kept model in the store ("" if it kept none), read as cheaply, for passes over every trial."""
+    return trial.user_attrs.get("model_artifact_id") or ""
+
+
 def for_retry(frozen: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
     """A failed trial as Optuna's retry callback should copy it: only what its queue entry gave it."""
     frozen.user_attrs = TrialRecord.from_frozen(frozen).queued().to_attrs()

@@ -84,3 +84,16 @@ def test_the_childs_own_keys_are_kept_as_reported() -> None:
     record = TrialRecord(seed=7).merged({"best_val_acc": 0.5, "backend": "jax", "val_images": 100})
     assert record.best_val_acc == 0.5 and record.val_images == 100 and record.training == {"backend": "jax"}
     assert record.to_attrs() == {"seed": 7, "best_val_acc": 0.5, "val_images": 100, "backend": "jax"}
+
+
+def test_the_one_key_readers_agree_with_the_records(released: optuna.Study) -> None:
+    """The claim's pass over every trial reads one key instead of building records: the same answers."""
+    confirming = TrialRecord(phase=records.CONFIRM_PHASE, confirms=1, model_artifact_id="m")
+    for attrs in [t.user_attrs for t in released.trials] + [confirming.to_attrs(), {}]:
+        holder = optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, user_attrs=attrs)
+        record = TrialRecord.from_frozen(holder)
+        assert records.is_confirmation(holder) == record.is_confirmation
+        assert records.model_artifact_id(holder) == (record.model_artifact_id or "")
+    assert records.is_confirmation(
+        optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING, user_attrs=confirming.to_attrs())
+    )
