@@ -128,14 +128,18 @@ def side_seed(seed: int, side: int) -> int:
 
 
 @functools.cache
-def _race_inputs() -> tuple[studyfile.StudySpec, Table]:
-    return studyfile.load(STUDY), Table(TABLE)
+def _race_inputs(pruner: str | None = None) -> tuple[studyfile.StudySpec, Table]:
+    """The shipped study (with another `[pruner]`, given as JSON, to race a candidate default) and the table."""
+    spec = studyfile.load(STUDY)
+    if pruner:
+        spec = studyfile.StudySpec.model_validate({**spec.model_dump(), "pruner": json.loads(pruner)})
+    return spec, Table(TABLE)
 
 
-def race_seed(seed: int, budgets: tuple[int, ...]) -> list[dict[str, Any]]:
+def race_seed(seed: int, budgets: tuple[int, ...], pruner: str | None = None) -> list[dict[str, Any]]:
     """Every side on one seed at each budget: a row per side with its regret, epochs and epochs to
     near the best cell; a peer's row also has both sides' regrets once both spent the same epochs."""
-    spec, table = _race_inputs()
+    spec, table = _race_inputs(pruner)
     most = max(budgets)
     peers = {p.name: replay_peer(p, spec, table, side_seed(seed, k), most) for k, p in enumerate(PEERS)}
     random_side = replay_trials(spec, table, seed, tuned=False)  # its own offset seeds; budget: the study file's
@@ -166,14 +170,15 @@ def _symmetric_ratio(study: Run, random: Run) -> float:
     return first[0] / first[1]
 
 
-def run_replay(seeds: range, budgets: tuple[int, ...], mode: str, jobs: int) -> dict[str, Any]:
-    spec, table = _race_inputs()
+def run_replay(seeds: range, budgets: tuple[int, ...], mode: str, jobs: int, pruner: str | None) -> dict[str, Any]:
+    spec, table = _race_inputs(pruner)
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
-        rows = [row for rows in pool.map(race_seed, seeds, [budgets] * len(seeds)) for row in rows]
+        batches = pool.map(race_seed, seeds, [budgets] * len(seeds), [pruner] * len(seeds))
+        rows = [row for batch in batches for row in batch]
     summary: dict[str, Any] = {
         "table": str(TABLE.relative_to(ROOT)), "table_seeds_per_cell": 1, "epochs": table.epochs,
         "best_cell": table.best_cell()["config"], "best_cell_value": table.best_value(),
-        "seeds": [seeds.start, seeds.stop - 1], "near": NEAR, "budgets": {},
+        "seeds": [seeds.start, seeds.stop - 1], "near": NEAR, "pruner": spec.pruner.model_dump(), "budgets": {},
     }  # fmt: skip
     lines = []
     for budget in budgets:
@@ -184,6 +189,7 @@ def run_replay(seeds: range, budgets: tuple[int, ...], mode: str, jobs: int) -> 
         entry: dict[str, Any] = {
             "right_group": [right.statistic, interval.low, interval.high],
             "random_ratio": median_ci([r["random ratio"] for r in ours]),
+            "study_by_half": [_half(ours, half) for half in _halves(seeds)],  # to choose on one, report on the other
         }
         for name, side_rows in at.items():
             side: dict[str, Any] = {
@@ -209,10 +215,29 @@ def run_replay(seeds: range, budgets: tuple[int, ...], mode: str, jobs: int) -> 
     for budget, entry in summary["budgets"].items():
         ratio = fmt_ci(entry["random_ratio"], ".2f")
         print(f"{budget} trials: the study's epochs / random search's, each to the lower of their final bests: {ratio}")
+        for half in entry["study_by_half"]:
+            print(f"{budget} trials, seeds {half['seeds'][0]}-{half['seeds'][1]}: the study's pick near the best cell in "
+                  f"{half['share_near']:.0%} of seeds, mean regret {half['mean_regret']:.4f}, median epochs {half['median_epochs']:.0f}")  # fmt: skip
     print(
         "regret: the best cell's value minus the pick's cell's; study vs this: seeds the study's pick is better/worse/tied"
     )
     return summary
+
+
+def _halves(seeds: range) -> tuple[range, range]:
+    middle = seeds.start + len(seeds) // 2
+    return range(seeds.start, middle), range(middle, seeds.stop)
+
+
+def _half(rows: list[dict[str, Any]], half: range) -> dict[str, Any]:
+    """The study's pick over one half of the seeds: how often near the best cell, its mean regret, its epochs."""
+    picked = [r for r in rows if r["seed"] in half]
+    return {
+        "seeds": [half.start, half.stop - 1],
+        "share_near": sum(math.isfinite(r["epochs to near"]) for r in picked) / len(picked),
+        "mean_regret": statistics.fmean(r["regret"] for r in picked),
+        "median_epochs": statistics.median(r["epochs"] for r in picked),
+    }
 
 
 def _sides() -> tuple[str, ...]:
@@ -464,6 +489,9 @@ def main() -> int:
     replayer.add_argument("--quick", action="store_true", help="3 seeds")
     replayer.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS), help="trials per side")
     replayer.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes, a share of the seeds each")
+    replayer.add_argument(
+        "--pruner", help='race the study with another [pruner], as JSON: \'{"type": "hyperband", ...}\''
+    )
     live = commands.add_parser("live", help="both sides trained for real; both picks confirmed over 3 seeds")
     live.add_argument("--out", type=Path, required=True)
     live.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"))
@@ -475,7 +503,9 @@ def main() -> int:
     if args.command == "replay":
         count = 3 if args.quick else args.seeds
         mode = "quick" if args.quick else "replay" + (f"-from-seed-{args.first_seed}" if args.first_seed else "")
-        run_replay(range(args.first_seed, args.first_seed + count), tuple(args.budgets), mode, args.jobs)
+        if args.pruner:
+            mode += "-pruner-" + "-".join(str(v) for v in json.loads(args.pruner).values())
+        run_replay(range(args.first_seed, args.first_seed + count), tuple(args.budgets), mode, args.jobs, args.pruner)
     else:
         print(
             json.dumps(
