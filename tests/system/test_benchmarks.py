@@ -34,7 +34,7 @@ def bench_env(pg_server: str, cache_dir: Path, results_dir: Path) -> dict:
 
 @pytest.fixture
 def result(results_dir: Path):
-    return lambda name: json.loads((results_dir / f"{name}-quick.json").read_text())
+    return lambda name, mode="quick": json.loads((results_dir / f"{name}-{mode}.json").read_text())
 
 
 def test_trainer_overhead_quick(bench_env: dict, result) -> None:
@@ -74,7 +74,8 @@ def test_search_efficiency_on_a_tiny_real_table(bench_env: dict, result, tmp_pat
     _run("build_table", "--quick", "--table", str(table), env=bench_env)  # resumes: nothing to add
     assert len(table.read_text().splitlines()) == 2
     _run("search_efficiency", "--quick", "--compare", "--table", str(table), env=bench_env)
-    rows, summary = result("search_efficiency")["rows"], result("search_efficiency")["summary"]
+    written = result("search_efficiency", "quick-with-compare")
+    rows, summary = written["rows"], written["summary"]
     assert len(rows) == 3 and all(0 < r["random best"] <= 1 for r in rows)
     assert len(summary["candidates"]) > 1 and all(c["median study epochs"] > 0 for c in summary["candidates"])
 
