@@ -62,7 +62,8 @@ def run_workers(
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     for _ in range(workers):
-        processes.append(subprocess.Popen(command, env=env, preexec_fn=_block_sigterm, **pipes))  # noqa: PLW1509
+        process = subprocess.Popen(command, env=env, preexec_fn=_block_sigterm, **pipes)  # nosec B603 # our interpreter, `sweeper worker`
+        processes.append(process)
         for signum in asked:  # a stop that came while this one was being started
             processes[-1].send_signal(signum)
     if live is not None:

@@ -29,7 +29,8 @@ COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialStat
 
 def group_counts(trials: list[FrozenTrial], spec: StudySpec) -> dict[Any, int]:
     """Search trials (finished, running or queued) per value of the compared parameter."""
-    assert spec.compare is not None, "only a study with [compare] counts its groups"  # noqa: S101
+    if spec.compare is None:
+        raise TypeError("only a study with [compare] counts its groups")
     by = spec.compare.by
     counts = {value: 0 for value in cast(CategoricalDistribution, spec.space.distributions()[by]).choices}
     for trial in trials:

@@ -147,7 +147,8 @@ class Worker:
                     self.stop.wait(self.spec.fleet.poll_seconds)  # a running trial may yet fail
                     continue
                 trial = claim.trial
-                assert trial is not None, "a TRIAL claim carries its trial"  # noqa: S101
+                if trial is None:
+                    raise RuntimeError("a TRIAL claim carries its trial")
                 self._heartbeat.hold(optuna_internals.trial_id(trial))
                 try:
                     start = functools.partial(fleet.start, trial, self.study, self.spec, self.name)

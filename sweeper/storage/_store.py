@@ -181,7 +181,7 @@ def _set_up_tables(url: str) -> None:
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             if attempt == _TABLE_RACES - 1:
                 raise
-            time.sleep(random.uniform(0.05, 0.3))  # another worker created them meanwhile: look again
+            time.sleep(random.uniform(0.05, 0.3))  # nosec B311 # jitter, not a secret. Another worker created them: look again
 
 
 def _require_existing_sqlite(url: str) -> None:
@@ -269,7 +269,7 @@ def _try_lock_until_taken(connection: sqlalchemy.Connection, name: str) -> sqlal
         if connection.execute(query, {"name": name}).scalar_one():
             return transaction
         transaction.commit()
-        time.sleep(pause * random.uniform(0.5, 1.5))  # jitter: waiters do not retry in step
+        time.sleep(pause * random.uniform(0.5, 1.5))  # nosec B311 # jitter, so waiters do not retry in step
         pause = min(pause * 2, _LONGEST_PAUSE)
 
 

@@ -14,7 +14,8 @@ from sweeper.storage.urls import mask
 def value_of(trial: FrozenTrial) -> float:
     """A COMPLETE trial's val_acc: sweeper's studies have one objective, so Optuna always stores one."""
     value = trial.value
-    assert value is not None, f"trial {trial.number} is COMPLETE without a value"  # noqa: S101
+    if value is None:
+        raise RuntimeError(f"trial {trial.number} is COMPLETE without a value")
     return value
 
 

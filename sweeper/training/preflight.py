@@ -37,7 +37,7 @@ def preflight(study_file: Path, prepared: Path | None, cache_dir: Path, backend:
     result_dir = Path(tempfile.mkdtemp(prefix="preflight-", dir=cache_dir))
     env = {**os.environ, **child_env(backend, None, 1), "TF_CPP_MIN_LOG_LEVEL": "3"}
     command = [sys.executable, "-m", "sweeper.training.preflight", str(study_file), str(target), str(result_dir)]
-    finished = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # nosec B603 # our own interpreter and module
     try:
         result = json.loads((result_dir / PREFLIGHT_RESULT).read_text())
     except (OSError, ValueError):
