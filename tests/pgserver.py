@@ -9,10 +9,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.ports import free_port
 
 
 def _binaries() -> Path:
@@ -22,17 +23,11 @@ def _binaries() -> Path:
     return Path(found[-1]).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ThrowawayPostgres:
     def __init__(self, password: str | None = None, **settings: str | int) -> None:
         """With a password, TCP clients must give it (scram-sha-256); without, the server trusts them."""
         self.bin = _binaries()
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="sweeper-pg-"))
         self.settings = settings
         self.password = password

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.ports import free_port
 
 ACCESS_KEY, SECRET_KEY = "sweeper-test-key", "sweeper-test-secret-never-printed"
 
@@ -44,12 +45,6 @@ class S3Server:
         )  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _answers(url: str) -> bool:
     try:
         urllib.request.urlopen(url, timeout=2)  # noqa: S310 - a local test server
@@ -70,8 +65,8 @@ def seaweedfs(folder: Path) -> Iterator[S3Server]:
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"]}  # fmt: skip
     config.write_text(json.dumps({"identities": [identity]}))
     (folder / "data").mkdir()
-    s3_port = _free_port()
-    ports = {f"-{name}": _free_port() for name in
+    s3_port = free_port()
+    ports = {f"-{name}": free_port() for name in
              ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
               "s3.port.grpc")}  # fmt: skip
     command = [

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from sweeper.artifacts import kept_models, model_stores
 from sweeper.errors import SweeperError
 from tests.conftest import FIXTURE_DATA, QUICK_TRAINING, ROOT, _fresh_database, run_sweeper, study_file, sweeper_main
 from tests.fleet import FINISHED, trials
+from tests.ports import free_port
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_a_postgresql_worker_with_a_bad_model_store_stops_before_touching_the_da
     assert result.returncode == 2 and "is not writable" in result.stderr
     secret = "never-print-this-secret"
     unreachable = {  # a real S3 client against a port where nothing listens
-        "SWEEPER_ARTIFACTS": "s3://models/sweeps", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}",
+        "SWEEPER_ARTIFACTS": "s3://models/sweeps", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
         "AWS_ACCESS_KEY_ID": "sweeper-test", "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_MAX_ATTEMPTS": "1",
     }  # fmt: skip
@@ -142,12 +142,6 @@ def test_keep_top_must_be_positive_and_the_store_a_file_or_s3_url() -> None:
         with pytest.raises(SweeperError, match=re.escape(message)):
             studyfile.parse(text + f"\n[artifacts]\n{extra}\n")
     assert studyfile.parse(text + '\n[artifacts]\nstore = "s3://bucket/x"\n').artifacts.store == "s3://bucket/x"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_a_postgresql_worker_without_a_model_store_sweeps_and_says_models_are_not_kept(

@@ -12,9 +12,6 @@ import io
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,9 +29,9 @@ from tests.conftest import (
     http_status,
     run_sweeper,
     study_file,
-    sweeper_command,
     sweeper_main,
 )
+from tests.dashboard import start_dashboard, stop_dashboard
 from tests.fleet import FINISHED, trials, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -177,30 +174,6 @@ def test_empty_and_failed_only_studies_get_clear_messages(filled, capsys) -> Non
     assert table.returncode == 0 and "1 fail" in table.stdout and "1 pruned" in table.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_dashboard(url: str, env: dict, *extra: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    process = subprocess.Popen(
-        sweeper_command("dashboard", "--storage", url, "--port", str(port), "--refresh-seconds", "1", *extra),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: http_status(base + "/api/meta") in (200, 401), timeout=60, what="the dashboard")
-    return process, base
-
-
-def _stop(process: subprocess.Popen) -> str:
-    process.send_signal(signal.SIGTERM)
-    output = process.communicate(timeout=20)[0]
-    assert process.returncode == 0, output
-    return output
-
-
 def test_chart_refresher_never_writes_into_a_study_sweeper_did_not_create(tmp_path: Path) -> None:
     from sweeper import studyfile
     from sweeper.fleet import open_study
@@ -230,7 +203,7 @@ def test_dashboard_password_is_required_when_set(filled, tmp_path) -> None:
     url, _, env = filled
     secret = tmp_path / "dashboard-password"
     secret.write_text("s3cret-pass\n")
-    process, base = _start_dashboard(url, {**env, "SWEEPER_DASHBOARD_PASSWORD_FILE": str(secret)})
+    process, base = start_dashboard(url, {**env, "SWEEPER_DASHBOARD_PASSWORD_FILE": str(secret)})
     try:
         assert http_status(f"{base}/api/studies") == 401
         assert http_status(f"{base}/api/studies", auth="sweeper:wrong") == 401
@@ -238,7 +211,7 @@ def test_dashboard_password_is_required_when_set(filled, tmp_path) -> None:
         assert http_status(f"{base}/healthz") == 200  # what probes ask, without the password
         assert http_status(f"{base}/healthz", method="POST") == 401
     finally:
-        output = _stop(process)
+        output = stop_dashboard(process)
     assert "s3cret-pass" not in output
 
 
@@ -275,7 +248,7 @@ def test_dashboard_in_a_browser_shows_the_regularizer_chart_updating_live(filled
     from playwright.sync_api import sync_playwright
 
     url, path, env = filled
-    process, base = _start_dashboard(url, env)
+    process, base = start_dashboard(url, env)
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         study_id = _study_id(url, "reported")  # without --allow-writes, nobody may change a study
@@ -306,4 +279,4 @@ def test_dashboard_in_a_browser_shows_the_regularizer_chart_updating_live(filled
             page.screenshot(path=str(ARTIFACTS / "dashboard-after.png"), full_page=True)
             browser.close()
     finally:
-        _stop(process)
+        stop_dashboard(process)
