@@ -133,16 +133,20 @@ class ModelKeeper:
             for t in kept[self.keep_top :]
             if t.number not in record.models_removed
         }
+        removed = set()
         for number, artifact_id in newly.items():
             try:
                 self.store.remove(artifact_id)
             except ArtifactNotFound:
                 pass
+            except store_errors() as exc:  # the store is down: the next trial's trim tries again
+                reason = getattr(exc, "strerror", None) or exc
+                log.warning("trial %d: model not removed from the store yet (%s)", number, reason)
+                continue
+            removed.add(number)
             log.info("trial %d: model removed from the store (not among the best %d)", number, self.keep_top)
-        if newly:
-            dataclasses.replace(record, models_removed=record.models_removed | set(newly)).write(
-                study, "models_removed"
-            )
+        if removed:
+            dataclasses.replace(record, models_removed=record.models_removed | removed).write(study, "models_removed")
 
     def close(self) -> None:
         self._scratch.cleanup()

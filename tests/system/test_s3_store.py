@@ -2,14 +2,19 @@
 
 The same checks as the folder store (`test_kept_models.py`): the best `keep_top` models stay in
 the bucket under the prefix and the rest are removed, `sweeper export --best` re-evaluates the
-best to its recorded val_acc; a wrong key or bucket is one line at start, before the study is
-touched, with no secret printed.
+best to its recorded val_acc, the dashboard lists the best trial's model and serves it from the
+bucket; a wrong key or bucket is one line at start, before the study is touched, with no secret
+printed; and the server stopped mid-sweep costs models, never results: every trial is recorded
+(`model_saved = false` once the store is gone) and the fleet finishes the exact budget.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +22,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import FIXTURE_DATA, run_sweeper, study_file
+from tests.conftest import FIXTURE_DATA, run_sweeper, study_file, sweeper_command
+from tests.dashboard import start_dashboard, stop_dashboard
+from tests.fleet import assert_exact_budget, trials, wait_for
 from tests.seaweedfs import SECRET_KEY, S3Server, seaweedfs
 
 BUCKET, PREFIX = "models", "sweeps/team-a"
@@ -60,6 +67,21 @@ def test_a_sweep_keeps_its_best_models_in_the_bucket_and_export_reevaluates_the_
     assert line and int(line[1]) == complete[0].number and line[2] == line[3], exported.stdout
     assert out.stat().st_size > 0
 
+    process, base = start_dashboard(url, s3_env)
+    try:
+        study_id = optuna.storages.RDBStorage(url).get_study_id_from_name("in-s3")
+        with urllib.request.urlopen(f"{base}/api/studies/{study_id}", timeout=30) as response:
+            listed_trials = json.load(response)["trials"]
+        best = next(t for t in listed_trials if t["number"] == complete[0].number)
+        (artifact,) = best["artifacts"]
+        link = f"{base}/artifacts/{study_id}/{best['trial_id']}/{artifact['artifact_id']}"
+        with urllib.request.urlopen(link, timeout=60) as response:
+            served = response.read()
+    finally:
+        stop_dashboard(process)
+    assert artifact["artifact_id"] == complete[0].user_attrs["model_artifact_id"]
+    assert served == s3.client().get_object(Bucket=BUCKET, Key=f"{PREFIX}/{artifact['artifact_id']}")["Body"].read()
+
 
 @pytest.mark.parametrize(
     ("change", "message"),
@@ -79,3 +101,30 @@ def test_a_wrong_key_or_bucket_is_one_line_before_the_study_is_touched(
     assert len(lines) == 1 and message in lines[0] and "s3://" in lines[0], result.stderr
     assert "Traceback" not in result.stderr and "a-wrong-secret" not in result.stderr
     assert SECRET_KEY not in result.stderr and not database.exists()
+
+
+def test_the_store_stopped_mid_sweep_costs_models_never_results(s3_env: dict[str, str], tmp_path: Path) -> None:
+    budget = 8
+    (tmp_path / "weed").mkdir()
+    with seaweedfs(tmp_path / "weed") as own:  # a server of its own: this test stops it
+        own.client().create_bucket(Bucket=BUCKET)
+        env = {**s3_env, **own.env(SWEEPER_ARTIFACTS=f"s3://{BUCKET}/{PREFIX}")}
+        path = study_file(tmp_path, study={"name": "s3-outage", "budget": budget}, artifacts={"keep_top": 1},
+                          pruner={"type": "none"}, training={"max_train_images": 100})  # fmt: skip
+        url = f"sqlite:///{tmp_path / 'study.db'}"
+        command = sweeper_command("sweep", str(path), "--workers", "2", "--storage", url)
+        sweep = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: any(t.user_attrs.get("model_saved") for t in trials(url, "s3-outage")), timeout=600,
+                 what="a first model in the bucket")  # fmt: skip
+        own.process.terminate()
+        own.process.wait(timeout=60)
+        stdout, stderr = sweep.communicate(timeout=900)
+
+    assert sweep.returncode == 0, stderr
+    finished = assert_exact_budget(url, "s3-outage", budget)
+    assert {t.state for t in finished} == {TrialState.COMPLETE}, "a lost store never fails a trial"
+    unsaved = [t for t in finished if not t.user_attrs["model_saved"]]
+    assert unsaved, "trials finished after the store stopped"
+    assert all(t.user_attrs["model_error"].startswith("upload failed") for t in unsaved)
+    assert "model not kept" in stderr and "its result is recorded" in stderr
+    assert "Traceback" not in stderr + stdout and SECRET_KEY not in stderr + stdout
