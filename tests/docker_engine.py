@@ -142,20 +142,24 @@ class Project:
 
     def __init__(self, engine: Engine, workdir: Path) -> None:
         self.engine = engine
-        secret = workdir / "dashboard_password"
-        secret.write_text(DASHBOARD_PASSWORD + "\n")
-        secret.chmod(0o644)  # bind-mounted as is; the image's user (uid 1000) reads it
+        self.secrets = {
+            "dashboard_password": workdir / "dashboard_password",
+            "postgres_password": workdir / "postgres_password",
+        }
+        for path, password in zip(self.secrets.values(), (DASHBOARD_PASSWORD, POSTGRES_PASSWORD), strict=True):
+            path.write_text(password + "\n")
+            path.chmod(0o644)  # bind-mounted as is; the containers' users (sweeper's uid 1000, postgres) read it
         self._env_file = workdir / "compose.env"
         self._env_file.write_text(
-            f"POSTGRES_PASSWORD={POSTGRES_PASSWORD}\nPOSTGRES_HOST=127.0.0.1\nPOSTGRES_PORT={POSTGRES_PORT}\n"
-            "SWEEPER_STUDY_FILE=studies/smoke.toml\nSWEEPER_WORKERS=2\n"
+            f"POSTGRES_HOST=127.0.0.1\nPOSTGRES_PORT={POSTGRES_PORT}\nSWEEPER_STUDY_FILE=studies/smoke.toml\nSWEEPER_WORKERS=2\n"
         )
         self._override = workdir / "compose.test.yml"
         self._override.write_text(
             (ENGINE_FILES / "compose.test.yml")
             .read_text()
             .replace("@FIXTURE_DATA@", str(FIXTURE_DATA))
-            .replace("@SECRET@", str(secret))
+            .replace("@DASHBOARD_SECRET@", str(self.secrets["dashboard_password"]))
+            .replace("@POSTGRES_SECRET@", str(self.secrets["postgres_password"]))
             .replace("@POSTGRES_PORT@", str(POSTGRES_PORT))
         )
 

@@ -1,9 +1,13 @@
 #!/bin/sh
-# Initialize PGDATA once from the official image's variables, then run the server in the foreground.
+# Initialize PGDATA once from the official image's variables (the password or its _FILE), then run the server in the foreground.
 set -eu
 BIN=$(ls -d /usr/lib/postgresql/*/bin | tail -n 1)
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
-    printf '%s\n' "$POSTGRES_PASSWORD" > /tmp/pwfile
+    if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+        cp "$POSTGRES_PASSWORD_FILE" /tmp/pwfile
+    else
+        printf '%s\n' "$POSTGRES_PASSWORD" > /tmp/pwfile
+    fi
     "$BIN/initdb" -D "$PGDATA" --encoding=UTF8 --locale=C.UTF-8 -U "$POSTGRES_USER" --pwfile=/tmp/pwfile --auth-host=scram-sha-256 --auth-local=trust >/dev/null
     rm -f /tmp/pwfile
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"

@@ -75,7 +75,10 @@ def _config(*env: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_compose_accepts_the_files_and_needs_a_postgres_password() -> None:
+SWEEPER_SERVICES = ("workers", "dashboard", "report")
+
+
+def test_compose_accepts_the_files_users_run() -> None:
     model = json.loads(_config().stdout)
     workers = model["services"]["workers"]
     assert workers["command"][:2] == ["worker", "studies/cifar10-regularization.toml"]
@@ -87,9 +90,28 @@ def test_compose_accepts_the_files_and_needs_a_postgres_password() -> None:
                         "bind": {"create_host_path": True}}]  # fmt: skip
     assert model["services"]["report"]["entrypoint"] == ["sweeper", "report"]
 
-    missing = _config("POSTGRES_PASSWORD=")
-    assert missing.returncode != 0
-    assert "set POSTGRES_PASSWORD in .env" in missing.stderr
+
+def test_passwords_come_only_from_compose_secrets() -> None:
+    services = json.loads(_config().stdout)["services"]
+    for name, service in services.items():
+        for key, value in service.get("environment", {}).items():
+            assert "PASSWORD" not in key or key.endswith("_FILE"), f"{name} has {key} in its environment"
+            assert ":" not in value.split("@")[0].split("//")[-1], f"{name}'s {key} holds a user:password: {value}"
+    for name in (*SWEEPER_SERVICES, "postgres"):
+        mounted = {s["source"]: s["target"] for s in services[name]["secrets"]}
+        assert mounted["postgres_password"] == "/run/secrets/postgres_password", name
+    for name in SWEEPER_SERVICES:
+        assert services[name]["environment"]["SWEEPER_STORAGE_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+
+
+def test_health_checks_gate_the_start_and_an_init_forwards_signals() -> None:
+    services = json.loads(_config().stdout)["services"]
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert "/healthz" in " ".join(services["dashboard"]["healthcheck"]["test"])
+    for name in SWEEPER_SERVICES:
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy", name
+        assert services[name]["init"] is True, name
 
 
 def exit_codes(project: Project) -> list[int]:
@@ -121,6 +143,11 @@ def test_up_workers_runs_the_study_to_its_exact_budget_then_report_prints_it(pro
     for mount in ("/locks", "/cache", "/models"):
         volumes = {m["Name"] for c in project.containers("workers") for m in c["Mounts"] if m["Destination"] == mount}
         assert len(volumes) == 1, f"the workers share one {mount} volume: {volumes}"
+    for container in project.containers("workers") + project.containers("postgres"):
+        assert POSTGRES_PASSWORD not in json.dumps(container["Config"]), (
+            f"{container['Name']}'s configuration holds the password"
+        )
+    assert all(c["HostConfig"]["Init"] for c in project.containers("workers")), "docker-init runs as PID 1"
 
     report = project.compose("run", "--rm", "report", "smoke", timeout=300)
     assert f"budget {BUDGET} finished" in report.stdout
@@ -132,6 +159,10 @@ def test_up_workers_runs_the_study_to_its_exact_budget_then_report_prints_it(pro
 def test_compose_stop_during_trials_exits_0_and_up_again_finishes(project: Project) -> None:
     project.compose("up", "-d", "workers")
     wait_for(lambda: any(t.state == TrialState.RUNNING for t in trials(STORAGE_URL, "smoke")), what="a running trial")
+    for container in project.containers("workers"):
+        processes = project.engine.docker("top", container["Id"], "-o", "pid,args").stdout
+        assert "docker-init" in processes.splitlines()[1], f"PID 1 is the init: {processes}"
+        assert POSTGRES_PASSWORD not in processes, "no password in the process table"
 
     project.compose("stop", "workers", timeout=120)  # SIGTERM, then SIGKILL after stop_grace_period
 
@@ -173,8 +204,8 @@ def test_a_killed_container_fails_its_trial_and_the_other_retries_it(project: Pr
 
 @pytest.mark.engine
 def test_dashboard_container_serves_with_its_secret_password_and_refuses_deletes(project: Project) -> None:
-    project.compose("up", "-d", "dashboard")
-    wait_for(lambda: http_status("http://127.0.0.1:8080/dashboard") == 401, timeout=180, what="the dashboard to answer")
+    project.compose("up", "-d", "--wait", "dashboard", timeout=300)  # --wait: until its health check passes
+    assert project.containers("dashboard")[0]["State"]["Health"]["Status"] == "healthy"
 
     assert http_status("http://127.0.0.1:8080/dashboard", auth=f"sweeper:{DASHBOARD_PASSWORD}") == 200
     assert http_status("http://127.0.0.1:8080/dashboard", auth="sweeper:wrong") == 401
@@ -182,3 +213,15 @@ def test_dashboard_container_serves_with_its_secret_password_and_refuses_deletes
     log = project.logs("dashboard")
     assert "password required" in log
     assert DASHBOARD_PASSWORD not in log and POSTGRES_PASSWORD not in log
+
+
+@pytest.mark.engine
+def test_a_missing_password_file_stops_up_before_any_container_starts(project: Project) -> None:
+    project.compose("down", "-v")
+    project.secrets["postgres_password"].unlink()
+
+    result = project.compose("up", "-d", "workers", check=False, timeout=120)
+
+    assert result.returncode != 0
+    assert str(project.secrets["postgres_password"]) in result.stderr, result.stderr
+    assert not [c for c in project.containers("workers") if c["State"]["Running"]]
