@@ -1,6 +1,8 @@
 # The worker/dashboard image. By default the official TensorFlow GPU image (CUDA and cuDNN
 # included, TensorFlow installed) plus sweeper; docker-compose.cpu.yml builds it instead on a
 # plain Debian/Python base with the `cpu` extra (tensorflow-cpu).
+# checkov:skip=CKV_DOCKER_7: the base's tag is the ARG's default just above (2.21.0-gpu), which checkov cannot read
+# checkov:skip=CKV_DOCKER_2: one image serves the workers and the dashboard, so each service's health check is in compose or Kubernetes
 ARG BASE_IMAGE=tensorflow/tensorflow:2.21.0-gpu
 FROM ${BASE_IMAGE}
 # The package extras to install: none on the TensorFlow image, "cpu" on a plain Python image.
@@ -28,6 +30,8 @@ WORKDIR /app
 # rebuilds only the small layer below, not TensorFlow's. The stand-in package holds only the version
 # that pyproject.toml reads from it.
 COPY pyproject.toml README.md ./
+# Hadolint's DL3013 (pin pip's versions) is skipped: pyproject.toml's ranges pin them, as for any install.
+# hadolint ignore=DL3013
 RUN mkdir sweeper && echo "__version__ = \"0\"" > sweeper/__init__.py \
     && python3 -m pip install ".${EXTRAS:+[$EXTRAS]}" \
     && rm -rf sweeper build sweeper.egg-info
@@ -39,6 +43,6 @@ RUN python3 -m pip install --no-deps . \
     && mkdir -p /cache /locks /models \
     && chown sweeper:sweeper /cache /locks /models
 
-USER sweeper
+USER 1000
 ENTRYPOINT ["sweeper"]
 CMD ["--help"]

@@ -15,7 +15,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[cpu,jax-cpu,test]"
 	touch $@
 
-setup: $(VENV)/.installed
+# The operators' checks (checkov, hadolint, bandit) in an environment of their own: checkov pins
+# packages sweeper also uses.
+$(VENV)/ops/.installed: tests/operator-tools.txt
+	$(PYTHON) -m venv $(VENV)/ops
+	$(VENV)/ops/bin/python -m pip install --quiet -r tests/operator-tools.txt
+	touch $@
+
+setup: $(VENV)/.installed $(VENV)/ops/.installed
 
 demo: setup
 	$(BIN)/sweeper sweep studies/smoke.toml --workers 2
