@@ -182,7 +182,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             spec, store, study, folder, n_trials=args.n_trials, gpu=gpu, backend=backend, stop=stop,
             on_event=events.JsonLines() if args.events == "json" else lambda _event: None,
             epoch_lines=not args.no_epoch_lines, verbose=args.verbose or args.debug,
-            keeper=kept_models.ModelKeeper(model_store, spec.artifacts.keep_top, lambda: store.lock(spec.name))
+            keeper=kept_models.ModelKeeper(model_store, spec.artifacts.keep_top, lambda: store.lock(spec.name, "trimming kept models"))
             if model_store else None,
         )  # fmt: skip
         install_signal_handlers(worker.request_stop)

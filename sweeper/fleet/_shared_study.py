@@ -50,7 +50,7 @@ def open_study(
     allow_settings_change: bool = False,
 ) -> optuna.Study:
     """Create the study or join it; enqueue the baselines exactly once, whoever comes first."""
-    with store.lock(spec.name), warnings.catch_warnings():
+    with store.lock(spec.name, "opening the study"), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study = optuna.create_study(
             storage=store.storage,
@@ -189,7 +189,7 @@ class Reaper:
 
     def reap(self) -> None:
         """Take the study lock and reap, if still due."""
-        with self._store.lock(self._spec.name):
+        with self._store.lock(self._spec.name, "reaping"):
             self.reap_locked()
 
     def reap_locked(self) -> None:
@@ -233,7 +233,7 @@ def claim(store: Store, study: optuna.Study, spec: StudySpec, reaper: Reaper, na
     """Under the study lock: take over a claim cut short, or reap if due, then take a trial if the
     budget allows; either way with its first heartbeat. Its parameters come next, from `start`.
     """
-    with store.lock(spec.name), warnings.catch_warnings():
+    with store.lock(spec.name, "claiming a trial"), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "heartbeat is supposed to be used with optimize"
         abandoned = optuna_internals.abandoned_claim(store, spec.name)
         if abandoned is not None:  # already counted as running: the budget stays exact

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import random
 import threading
 import time
@@ -25,6 +26,8 @@ from sqlalchemy.exc import NoSuchModuleError, SQLAlchemyError
 from sweeper.errors import StorageError
 from sweeper.storage.retry import connect_patience, retrying
 from sweeper.storage.urls import is_sqlite, mask
+
+log = logging.getLogger("sweeper.storage")
 
 
 def _engine_kwargs(url: str, pool_size: int) -> dict:
@@ -61,15 +64,29 @@ class Store:
     _lock_engine: sqlalchemy.Engine | None
 
     @contextlib.contextmanager
-    def lock(self, name: str) -> Iterator[None]:
+    def lock(self, name: str, purpose: str) -> Iterator[None]:
         """Serialize study creation and trial claims across every worker of every host.
 
         On PostgreSQL, everything this thread asks of the storage while it holds the lock runs on
         the lock's own connection, inside its transaction (each Optuna call in a savepoint): the
         holder needs one server connection, never a second one from a pooler that may have none
         left to lend while waiters queue. Through PgBouncer with a pool of 2, a holder needing two
-        connections deadlocked the fleet.
+        connections deadlocked the fleet. How long each `purpose` waited for the lock and held it
+        is logged at debug level: the lock is what bounds how many workers a study keeps busy.
         """
+        asked = time.monotonic()
+        with self._held(name):
+            taken = time.monotonic()
+            try:
+                yield
+            finally:
+                log.debug(
+                    "study lock %s, %s: waited %.1f ms, held %.1f ms",
+                    name, purpose, (taken - asked) * 1e3, (time.monotonic() - taken) * 1e3,
+                )  # fmt: skip
+
+    @contextlib.contextmanager
+    def _held(self, name: str) -> Iterator[None]:
         if self._lock_engine is None:
             with _file_lock(self.url):
                 yield

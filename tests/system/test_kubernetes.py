@@ -245,11 +245,11 @@ def test_the_study_lock_excludes_through_transaction_pooling(bouncer: PgBouncer)
 
     def take_second() -> None:
         trying.set()
-        with second.lock("study"):
+        with second.lock("study", "testing"):
             order.append("second")
 
     try:
-        with first.lock("study"):
+        with first.lock("study", "testing"):
             thread = threading.Thread(target=take_second)
             thread.start()
             trying.wait(30)
