@@ -40,10 +40,12 @@ log = logging.getLogger("sweeper.worker")
 
 
 def default_name() -> str:
-    """`host:pid`, which tells the workers of a host apart; in a container (PID 1), where workers
-    with host networking share the host's name and the PID, a random suffix tells them apart."""
+    """`host:pid`, which tells the workers of a host apart. In a container the worker is PID 1, or
+    the first child of an init (compose's `init: true`), and containers with host networking share
+    the host's name and that PID: a random suffix tells them apart."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}" if pid != 1 else f"{socket.gethostname()}:1-{secrets.token_hex(3)}"
+    in_container = pid == 1 or os.getppid() == 1
+    return f"{socket.gethostname()}:{pid}-{secrets.token_hex(3)}" if in_container else f"{socket.gethostname()}:{pid}"
 
 
 T = TypeVar("T")
