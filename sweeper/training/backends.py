@@ -118,3 +118,38 @@ def check_gpu_seen(device: str, backend: str) -> None:
     raise SweeperError(
         f"{problem}: install its GPU build (pip install 'sweeper[{_GPU_EXTRA[backend]}]') or run with --gpu none"
     )
+
+
+_JAX_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+"""What JAX records each time XLA compiles a program (jax._src.dispatch.BACKEND_COMPILE_EVENT)."""
+
+
+class CompilationCounter:
+    """How many programs the backend compiled since it was made: JAX reports each compilation
+    through `jax.monitoring`; the other backends report none, so theirs is None.
+
+    Call in the training child, after Keras is imported.
+    """
+
+    def __init__(self) -> None:
+        import keras
+
+        self.count: int | None = None
+        if keras.backend.backend() != "jax":
+            return
+        import jax.monitoring
+
+        self.count = 0
+        jax.monitoring.register_event_duration_secs_listener(self._heard)
+
+    def _heard(self, event: str, duration_secs: float, **_: str | int) -> None:
+        if event == _JAX_COMPILE_EVENT and self.count is not None:
+            self.count += 1
+
+    def stop(self) -> int | None:
+        """Stop listening; the number counted."""
+        if self.count is not None:
+            import jax.monitoring
+
+            jax.monitoring.unregister_event_duration_listener(self._heard)
+        return self.count

@@ -1,7 +1,10 @@
 """The training child: maps the prepared data once, then fits one model per job it is sent.
 
 Runs in its own process (`trainer_process` starts it) and never touches the database:
-after every epoch it sends the metrics up the pipe and waits for the worker's reply.
+after every epoch it sends the metrics up the pipe and waits for the worker's reply. The
+tutorial's CNN is compiled once per architecture in a child and re-initialized in place for each
+later trial (`model.reinitialize`); each trial records how many times the backend compiled
+(`compilations`, where the backend reports it) and whether the compiled model was reused.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import keras
 
 from sweeper.training import backends
-from sweeper.training.model import build_model
+from sweeper.training import model as tutorial
 from sweeper.training.prepared import Dataset, open_prepared
 from sweeper.training.protocol import Done, Epoch, Failed, Job, Reply, Train, canonical_metrics
 
@@ -51,11 +54,17 @@ class EpochReporter(keras.callbacks.Callback):
             self.model.stop_training = self.stopped = True
 
 
+_COMPILED: dict[tuple, keras.Model] = {}
+"""This child's compiled tutorial CNNs, by architecture and compile settings."""
+
+
 def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connection) -> dict[str, Any]:
     backends.check_gpu_seen(backends.describe_device()["device"], keras.backend.backend())
     keras.utils.set_random_seed(job.seed)
     keras.mixed_precision.set_global_policy("mixed_float16" if job.mixed_precision else "float32")
-    model = _model(job, dataset)
+    compilations = backends.CompilationCounter()
+    model, reused = _model(job, dataset)
+    keras.utils.set_random_seed(job.seed)  # the data's shuffles start alike whatever building the model drew
     if job.run_eagerly:  # else the model keeps what its builder compiled it with
         model.run_eagerly = True
     reporter = EpochReporter(conn)
@@ -70,7 +79,7 @@ def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connectio
     )
     if job.model_path and not reporter.stopped and reporter.best_weights is not None:
         model.set_weights(reporter.best_weights)
-        model.save(job.model_path)
+        (model if job.builder is not None else tutorial.plain_twin(model, job.params)).save(job.model_path)
     images = len(dataset.x_train) * reporter.epochs_run
     return {
         **backends.describe_device(),
@@ -82,17 +91,38 @@ def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connectio
         "images_per_second": images / reporter.seconds if reporter.seconds else 0.0,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
         "child_peak_mb": peak_memory_mb(),
+        "model_reused": reused,
+        "compilations": compilations.stop(),
     }
 
 
-def _model(job: Job, dataset: Dataset) -> keras.Model:
-    """The study's `[model]` builder's model, else the tutorial's CNN."""
-    if job.builder is None:
-        return build_model(**job.params, jit_compile=job.jit_compile)
-    from sweeper.training import user_code
+def _model(job: Job, dataset: Dataset) -> tuple[keras.Model, bool]:
+    """The study's `[model]` builder's model, else the tutorial's CNN; and whether it was compiled before.
 
-    classes = user_code.num_classes(dataset.y_train, dataset.y_val)
-    return user_code.build(job.builder, Path(job.code_dir or "."), job.params, dataset.x_train, classes)
+    The CNN is built from the trial's seed either way, so its initial weights, dropout seeds and
+    the data's shuffles are the ones a new child would draw; a model compiled for the same
+    architecture in this child takes them in place of a new compilation. PyTorch compiles nothing
+    (its dropout takes no variable rate), so it builds plain layers each trial.
+    """
+    if job.builder is not None:
+        from sweeper.training import user_code
+
+        classes = user_code.num_classes(dataset.y_train, dataset.y_val)
+        return user_code.build(job.builder, Path(job.code_dir or "."), job.params, dataset.x_train, classes), False
+    params = job.params
+    if keras.backend.backend() == "torch":
+        return tutorial.build_model(**params, jit_compile=job.jit_compile), False
+    fresh = tutorial.network(params["dropout"], params["batchnorm"], variable_rates=True)
+    key = (*tutorial.architecture(params), job.jit_compile, job.mixed_precision, job.run_eagerly)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        _COMPILED[key] = tutorial.compile_for_training(fresh, params["learning_rate"], job.jit_compile)
+        # Built now, as a reused model is: else `fit` would build it from a first batch of an extra
+        # shuffle, and a trial's shuffles would depend on whether its child was warm.
+        fresh.evaluate(dataset.x_val, dataset.y_val, batch_size=job.batch_size, verbose=0)
+        return fresh, False
+    tutorial.reinitialize(compiled, fresh, params["learning_rate"])
+    return compiled, True
 
 
 def peak_memory_mb() -> float:

@@ -18,18 +18,24 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data.prepare(FIXTURE_DATA, Training(max_train_images=200), tmp_path_factory.mktemp("cache"))
 
 
+def _run(process: TrainingProcess, job: Job) -> tuple[int, dict, list[dict[str, float]]]:
+    """One trial to its end: the child's PID, its summary and each epoch's metrics."""
+    process.start(job)
+    pid, curve = process.pid, []
+    while True:
+        message = process.receive(timeout=600)
+        if isinstance(message, Done):
+            return pid, message.summary, curve
+        assert isinstance(message, Epoch), message
+        curve.append(message.metrics)
+        process.reply(keep_going=True)
+
+
 def _train(process: TrainingProcess, batch_size: int) -> tuple[int, dict, list[float]]:
     """One trial of one epoch, eager (no graph to build); the child's PID, its summary and its val_acc."""
     params = {"dropout": 0.2, "batchnorm": True, "learning_rate": 1e-3}
-    process.start(Job(params, 1, batch_size, seed=1, run_eagerly=True))
-    pid, val_acc = process.pid, []
-    while True:
-        message = process.receive(timeout=120)
-        if isinstance(message, Done):
-            return pid, message.summary, val_acc
-        assert isinstance(message, Epoch), message
-        val_acc.append(message.metric("val_acc"))
-        process.reply(keep_going=True)
+    pid, summary, curve = _run(process, Job(params, 1, batch_size, seed=1, run_eagerly=True))
+    return pid, summary, [epoch["val_acc"] for epoch in curve]
 
 
 def test_a_warm_child_serves_trials_per_child_trials_and_one_whose_memory_grew_is_replaced_early(
@@ -48,3 +54,31 @@ def test_a_warm_child_serves_trials_per_child_trials_and_one_whose_memory_grew_i
     assert pids[0] == pids[1] == pids[2] != pids[3] == pids[4] != pids[5]
     assert curves[0] == curves[1] == curves[2] == curves[3]
     assert summaries[4]["child_peak_mb"] - summaries[3]["child_peak_mb"] >= 20, summaries
+
+
+def test_a_warm_childs_next_trial_of_an_architecture_compiles_nothing_and_trains_as_a_fresh_child(
+    prepared: Path,
+) -> None:
+    # JAX (XLA), as on the GPUs: it reports every compilation. The second trial changes the dropout
+    # rate and the learning rate, which only variables hold, so the warm child's compiled step
+    # serves it; re-initialized from the trial's seed, it learns exactly as in a new child.
+    first = Job({"dropout": 0.25, "batchnorm": True, "learning_rate": 1e-3}, 2, 32, seed=3)
+    second = Job({"dropout": 0.45, "batchnorm": True, "learning_rate": 3e-4}, 2, 32, seed=4)
+    env = {"KERAS_BACKEND": "jax"}
+    warm = TrainingProcess(prepared, trials_per_child=10, child_growth_mb=10_000, env=env)
+    fresh = TrainingProcess(prepared, trials_per_child=10, child_growth_mb=10_000, env=env)
+    try:
+        first_pid, compiled, _ = _run(warm, first)
+        warm_pid, reused, warm_curve = _run(warm, second)
+        _, fresh_summary, fresh_curve = _run(fresh, second)
+    finally:
+        warm.close()
+        fresh.close()
+
+    assert first_pid == warm_pid
+    assert compiled["compilations"] > 0 and not compiled["model_reused"]
+    assert reused["compilations"] == 0 and reused["model_reused"], reused
+    assert fresh_summary["compilations"] > 0
+    assert [sorted(epoch) for epoch in warm_curve] == [sorted(epoch) for epoch in fresh_curve]
+    for warm_epoch, fresh_epoch in zip(warm_curve, fresh_curve, strict=True):
+        assert warm_epoch == pytest.approx(fresh_epoch, rel=1e-5, abs=1e-6), (warm_curve, fresh_curve)

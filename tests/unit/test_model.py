@@ -3,7 +3,7 @@
 import keras
 import pytest
 
-from sweeper.training.model import build_model
+from sweeper.training.model import build_model, compile_for_training, network, plain_twin
 
 
 def _conv_params(c_in: int, c_out: int) -> int:
@@ -44,3 +44,18 @@ def test_tutorial_architecture(dropout: float, batchnorm: bool) -> None:
     assert model.layers[-1].units == 10 and model.layers[-1].activation.__name__ == "softmax"
     assert model.optimizer.learning_rate.numpy() == pytest.approx(1e-4)
     assert model.loss == "sparse_categorical_crossentropy"
+
+
+def test_a_variable_rate_network_is_saved_as_the_plain_tutorial_cnn_with_its_weights(tmp_path) -> None:
+    params = {"dropout": 0.3, "batchnorm": True, "learning_rate": 1e-3}
+    trained = compile_for_training(network(0.3, True, variable_rates=True), 1e-3)
+    assert [type(layer).__name__ for layer in trained.layers].count("RateDropout") == 3
+
+    path = tmp_path / "model.keras"
+    plain_twin(trained, params).save(path)
+    loaded = keras.saving.load_model(path)  # plain Keras: no custom object needed
+
+    assert [type(layer).__name__ for layer in loaded.layers] == _expected_layers(0.3, True)
+    assert [layer.rate for layer in loaded.layers if isinstance(layer, keras.layers.Dropout)] == [0.3] * 3
+    kept = [w for layer in trained.layers if type(layer).__name__ != "RateDropout" for w in layer.get_weights()]
+    assert all((a == b).all() for a, b in zip(kept, loaded.get_weights(), strict=True))
