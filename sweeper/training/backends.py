@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from sweeper.errors import SweeperError
+from sweeper.training.prepared import default_cache_dir
 
 BACKENDS = ("tensorflow", "jax", "torch")
 DEFAULT = "tensorflow"
@@ -51,7 +52,7 @@ def child_env(backend: str, gpu_index: int | None, workers_per_gpu: int) -> dict
     TensorFlow grows its memory as needed, JAX does not preallocate and is capped at its share,
     and PyTorch's caching allocator already takes memory only as tensors need it.
     """
-    env = {"KERAS_BACKEND": backend}
+    env = {"KERAS_BACKEND": backend, **compilation_cache_env(backend)}
     if gpu_index is None:
         env["CUDA_VISIBLE_DEVICES"] = "-1"
         if backend == "jax":
@@ -64,6 +65,34 @@ def child_env(backend: str, gpu_index: int | None, workers_per_gpu: int) -> dict
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 / workers_per_gpu:.3f}"
     return env
+
+
+COMPILE_CACHE_ENV, COMPILE_CACHE_MB_ENV = "SWEEPER_COMPILE_CACHE_DIR", "SWEEPER_COMPILE_CACHE_MB"
+DEFAULT_COMPILE_CACHE_MB = 2048
+
+
+def compilation_cache_env(backend: str) -> dict[str, str]:
+    """The backend's persistent compilation cache, on a folder every worker of the host shares.
+
+    A graph compiled once is then loaded, not compiled, by every later child on the host: the
+    packed workers of a GPU, a replaced child, a user's `[model]` that the warm child cannot reuse
+    in place. `$SWEEPER_COMPILE_CACHE_DIR` (default: `compiled/` in the data cache, which compose
+    and Kubernetes already share per host; `off` turns it off), bounded by
+    `$SWEEPER_COMPILE_CACHE_MB` (JAX evicts the least recently used entries beyond it). JAX and
+    TensorFlow's XLA keep such a cache; PyTorch compiles nothing of Keras' by default.
+    """
+    folder = os.environ.get(COMPILE_CACHE_ENV)
+    if folder == "off" or backend == "torch":
+        return {}
+    if not folder:
+        folder = str(default_cache_dir() / "compiled")
+    megabytes = os.environ.get(COMPILE_CACHE_MB_ENV) or str(DEFAULT_COMPILE_CACHE_MB)
+    if not megabytes.isdigit():
+        raise SweeperError(f"{COMPILE_CACHE_MB_ENV} must be a whole number of megabytes, not {megabytes!r}", 2)
+    if backend == "jax":
+        return {"JAX_COMPILATION_CACHE_DIR": folder, "JAX_COMPILATION_CACHE_MAX_SIZE": str(int(megabytes) * 2**20)}
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    return {"TF_XLA_FLAGS": f"{flags} --tf_xla_persistent_cache_directory={folder}".strip()}
 
 
 def describe_device() -> dict[str, Any]:
@@ -121,12 +150,15 @@ def check_gpu_seen(device: str, backend: str) -> None:
 
 
 _JAX_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-"""What JAX records each time XLA compiles a program (jax._src.dispatch.BACKEND_COMPILE_EVENT)."""
+"""Recorded each time JAX asks XLA for a program (jax._src.dispatch.BACKEND_COMPILE_EVENT)..."""
+_JAX_CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+"""...which a hit in the persistent compilation cache answers without compiling."""
 
 
 class CompilationCounter:
-    """How many programs the backend compiled since it was made: JAX reports each compilation
-    through `jax.monitoring`; the other backends report none, so theirs is None.
+    """How many programs the backend compiled since it was made: JAX reports each request for
+    one and each answered from the persistent cache through `jax.monitoring`; the other backends
+    report none, so theirs is None.
 
     Call in the training child, after Keras is imported.
     """
@@ -134,22 +166,30 @@ class CompilationCounter:
     def __init__(self) -> None:
         import keras
 
-        self.count: int | None = None
+        self.requests: int | None = None
+        self.cache_hits = 0
         if keras.backend.backend() != "jax":
             return
         import jax.monitoring
 
-        self.count = 0
-        jax.monitoring.register_event_duration_secs_listener(self._heard)
+        self.requests = 0
+        jax.monitoring.register_event_duration_secs_listener(self._requested)
+        jax.monitoring.register_event_listener(self._hit)
 
-    def _heard(self, event: str, duration_secs: float, **_: str | int) -> None:
-        if event == _JAX_COMPILE_EVENT and self.count is not None:
-            self.count += 1
+    def _requested(self, event: str, duration_secs: float, **_: str | int) -> None:
+        if event == _JAX_COMPILE_EVENT and self.requests is not None:
+            self.requests += 1
+
+    def _hit(self, event: str, **_: str | int) -> None:
+        if event == _JAX_CACHE_HIT_EVENT:
+            self.cache_hits += 1
 
     def stop(self) -> int | None:
-        """Stop listening; the number counted."""
-        if self.count is not None:
-            import jax.monitoring
+        """Stop listening; the programs compiled (not loaded from the cache), or None."""
+        if self.requests is None:
+            return None
+        import jax.monitoring
 
-            jax.monitoring.unregister_event_duration_listener(self._heard)
-        return self.count
+        jax.monitoring.unregister_event_duration_listener(self._requested)
+        jax.monitoring.unregister_event_listener(self._hit)
+        return self.requests - self.cache_hits

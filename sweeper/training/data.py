@@ -20,7 +20,7 @@ import numpy as np
 
 from sweeper.errors import DataError, SweeperError
 from sweeper.studyfile import StudySpec, Training
-from sweeper.training.prepared import ARRAYS, USER_DATA_PREFIX, Dataset
+from sweeper.training.prepared import ARRAYS, USER_DATA_PREFIX, Dataset, default_cache_dir
 
 BATCHES_DIR = "cifar-10-batches-py"
 TARBALL = "cifar-10-python.tar.gz"
@@ -139,10 +139,6 @@ def prepare_arrays(x_train: np.ndarray, y_train: np.ndarray, training: Training)
         x_train, y_train, test_size=training.validation_split, random_state=training.split_seed
     )
     return Dataset(x_train, y_train, x_val, y_val, mean.astype(np.float32), std.astype(np.float32))
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("SWEEPER_CACHE_DIR") or Path.home() / ".cache" / "sweeper")
 
 
 def prepare(data_dir: Path | None, training: Training, cache_dir: Path | None = None) -> Path:

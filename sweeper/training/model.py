@@ -107,9 +107,13 @@ def reinitialize(compiled: keras.Model, fresh: keras.Model, learning_rate: float
 
 
 def plain_twin(model: keras.Model, params: dict[str, Any]) -> keras.Model:
-    """`model`'s weights in `build_model`'s plain layers (`RateDropout` becomes `Dropout`)."""
+    """`model` in `build_model`'s plain layers (`RateDropout` becomes `Dropout`): its weights and
+    its optimizer's state, as `model.save` would have kept them."""
     twin = build_model(params["dropout"], params["batchnorm"], params["learning_rate"])
     for target, source in zip(twin.layers, model.layers, strict=True):
         if target.weights:
             target.set_weights(source.get_weights())
+    twin.optimizer.build(twin.trainable_variables)
+    for variable, value in zip(twin.optimizer.variables, model.optimizer.variables, strict=True):
+        variable.assign(value)
     return twin

@@ -6,6 +6,7 @@ file, CIFAR-10's pickles, a `[data]` loader) is the worker's, in `sweeper.traini
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,11 @@ import numpy as np
 ARRAYS = ("x_train", "y_train", "x_val", "y_val", "mean", "std")
 USER_DATA_PREFIX = "user-data-"
 """A worker's own folder of a `[data]` loader's arrays (`data.discard` removes only these)."""
+
+
+def default_cache_dir() -> Path:
+    """Where a host's workers keep what they prepare once: the data, the compiled graphs."""
+    return Path(os.environ.get("SWEEPER_CACHE_DIR") or Path.home() / ".cache" / "sweeper")
 
 
 @dataclass(frozen=True)

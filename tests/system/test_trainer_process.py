@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sweeper.studyfile import Training
-from sweeper.training import data
+from sweeper.training import backends, data
 from sweeper.training.protocol import Done, Epoch, Job
 from sweeper.training.trainer_process import TrainingProcess
 from tests.conftest import FIXTURE_DATA
@@ -82,3 +82,23 @@ def test_a_warm_childs_next_trial_of_an_architecture_compiles_nothing_and_trains
     assert [sorted(epoch) for epoch in warm_curve] == [sorted(epoch) for epoch in fresh_curve]
     for warm_epoch, fresh_epoch in zip(warm_curve, fresh_curve, strict=True):
         assert warm_epoch == pytest.approx(fresh_epoch, rel=1e-5, abs=1e-6), (warm_curve, fresh_curve)
+
+
+def test_a_new_child_on_the_host_loads_what_another_compiled_from_the_shared_cache(
+    prepared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two children in turn, as two workers packed on one GPU or a replaced child: the second finds
+    # the first's XLA programs in the host's compilation cache and compiles (almost) nothing.
+    monkeypatch.setenv("SWEEPER_COMPILE_CACHE_DIR", str(tmp_path / "compiled"))
+    env = {**backends.child_env("jax", None, 1), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    job = Job({"dropout": 0.3, "batchnorm": False, "learning_rate": 1e-3}, 1, 32, seed=5)
+    compilations = []
+    for _ in range(2):
+        child = TrainingProcess(prepared, trials_per_child=10, child_growth_mb=10_000, env=env)
+        try:
+            compilations.append(_run(child, job)[1]["compilations"])
+        finally:
+            child.close()
+
+    assert any((tmp_path / "compiled").iterdir()), "the first child filled the cache"
+    assert compilations[1] < compilations[0] / 2, compilations

@@ -36,11 +36,32 @@ def test_packed_workers_share_one_gpu_and_split_its_memory(tmp_path, monkeypatch
     assert [float(env["XLA_PYTHON_CLIENT_MEM_FRACTION"]) for env in envs] == [0.45, 0.45]
     assert slots[0].child_env("tensorflow")["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
     assert set(slots[0].child_env("torch")) == {"KERAS_BACKEND", "CUDA_VISIBLE_DEVICES"}
+    monkeypatch.setenv("SWEEPER_CACHE_DIR", str(tmp_path / "cache"))
     assert gpus.GpuSlot(None).child_env("jax") == {
         "KERAS_BACKEND": "jax",
         "CUDA_VISIBLE_DEVICES": "-1",
         "JAX_PLATFORMS": "cpu",
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache" / "compiled"),
+        "JAX_COMPILATION_CACHE_MAX_SIZE": str(2048 * 2**20),
     }
+
+
+def test_the_compilation_cache_is_shared_per_host_bounded_and_can_be_turned_off(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("SWEEPER_COMPILE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("SWEEPER_COMPILE_CACHE_MB", "100")
+    monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_auto_jit=2")
+    assert backends.compilation_cache_env("jax") == {
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path), "JAX_COMPILATION_CACHE_MAX_SIZE": str(100 * 2**20)
+    }  # fmt: skip
+    assert backends.compilation_cache_env("tensorflow") == {
+        "TF_XLA_FLAGS": f"--tf_xla_auto_jit=2 --tf_xla_persistent_cache_directory={tmp_path}"
+    }
+    assert backends.compilation_cache_env("torch") == {}
+    monkeypatch.setenv("SWEEPER_COMPILE_CACHE_MB", "lots")
+    with pytest.raises(SweeperError, match="SWEEPER_COMPILE_CACHE_MB must be a whole number"):
+        backends.compilation_cache_env("jax")
+    monkeypatch.setenv("SWEEPER_COMPILE_CACHE_DIR", "off")
+    assert backends.compilation_cache_env("jax") == {}
 
 
 def test_a_child_that_holds_a_gpu_it_cannot_see_refuses_to_train_on_the_cpu(monkeypatch) -> None:
