@@ -1,18 +1,27 @@
-"""The GPU check: real sweeps with 1, 2 and 4 workers packed on one GPU, measured in images/s.
+"""The GPU check: real sweeps with 1, 2, 4 and 8 workers packed on one GPU, end to end.
 
 Two parts, because the GPU machine has no internet and no TensorFlow:
 
     python -m benchmarks.gpu_check pack            # here: wheels + the CIFAR-10 subset into .gpu_check/
     python -m benchmarks.gpu_check run --out DIR   # there: the sweeps, then DIR/gpu_check.json
 
-`pack` prints the exact command to run on the GPU machine. `run --cpu` does the same sweeps on a
-CPU with 92 images and one trial per worker: the test of this script. Each packing is one `sweeper sweep` of
-`studies/gpu-check.toml` on SQLite with `--gpu require` (`--gpu none` with --cpu), K workers
-sharing GPU 0 (`--workers-per-gpu K`), about two trials per worker; the result says, per packing:
-images/s while the workers train together (each worker's median epoch after its first, which
-holds the compile, summed over workers), images/s over the sweep's whole wall time, epoch
-seconds, the GPU memory each worker peaked at, the devices the trials recorded, whether every
-trial ran on the GPU, and the GPU's utilization as nvidia-smi sampled it.
+`pack` prints the exact command to run on the GPU machine. `run --cpu` does the same on a CPU
+with 92 images and 2 epochs: the test of this script, and the CPU's own figures. Each packing
+K is one `sweeper sweep` of `studies/gpu-check.toml` (the real space, 30-epoch trials, no
+pruning) on SQLite with `--gpu require` (`--gpu none` with --cpu), K workers sharing GPU 0,
+`--trials-per-worker` trials each. Before each sweep, the reference runs: the tutorial's CNN
+in one plain Keras `fit` (`benchmarks/plain_fit.py`, `jit_compile="auto"`, Keras' default) in
+one process on the same device, backend, batch size, data and epochs.
+
+The headline, per packing and for the reference, is **end to end**: every image trained in every
+epoch of every trial over the whole wall time (the sweep command's, start-up, data preparation
+and compilation included). Also per packing: the per-trial fixed cost (a trial's first epoch
+minus its median later epoch: compilation and set-up), split into each worker's first trial of an
+architecture and its later ones, and the gap between a worker's trials (from their recorded
+timestamps); the programs each trial compiled (JAX reports them); the sum over workers of
+their median-epoch rate (how fast they train once warm, not a throughput); GPU utilization.
+`--before-after` runs each packing twice, alternating: compiling every trial anew as sweeper 0.1
+did (`SWEEPER_COMPILE_ONCE=0`, no compilation cache), then as now.
 """
 
 from __future__ import annotations
@@ -75,7 +84,10 @@ def _data_source() -> Path:
     return data_dir()
 
 
-def run(out: Path, *, cpu: bool, backend: str, packings: list[int], epochs: int | None, mixed_precision: bool) -> dict:
+def run(
+    out: Path, *, cpu: bool, backend: str, packings: list[int], epochs: int | None, mixed_precision: bool,
+    trials_per_worker: int, before_after: bool,
+) -> dict:  # fmt: skip
     packed_data = PACK / "data" / "cifar-10-batches-py"
     given = os.environ.get("SWEEPER_DATA_DIR")
     data = Path(given) if given else packed_data if packed_data.is_dir() else _data_source()
@@ -89,6 +101,7 @@ def run(out: Path, *, cpu: bool, backend: str, packings: list[int], epochs: int 
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     env = {
         **os.environ,
+        "KERAS_BACKEND": backend,
         "SWEEPER_DATA_DIR": str(data),
         "SWEEPER_CACHE_DIR": str(work / "cache"),
         "PYTHONUNBUFFERED": "1",
@@ -98,25 +111,62 @@ def run(out: Path, *, cpu: bool, backend: str, packings: list[int], epochs: int 
         "cpu": cpu,
         "data": str(data),
         "training": spec["training"],
+        "trials_per_worker": trials_per_worker,
+        "gpu": _nvidia_smi("name,memory.total,driver_version") if not cpu else None,
+        "reference": [],
         "packings": [],
     }
-    result["gpu"] = _nvidia_smi("name,memory.total,driver_version") if not cpu else None
+    sides = (("before", {"SWEEPER_COMPILE_ONCE": "0", "SWEEPER_COMPILE_CACHE_DIR": "off"}), ("after", {})) if (
+        before_after
+    ) else (("now", {}),)  # fmt: skip
     for workers in packings:
-        result["packings"].append(_sweep(work, out, spec, env, backend, workers, cpu))
-        (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
+        result["reference"].append(_plain_fit(work, spec, env, data))
+        for side, overrides in sides:
+            sweep = _sweep(work, out, spec, {**env, **overrides}, backend, workers, cpu, trials_per_worker, side)
+            result["packings"].append(sweep)
+            (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
+    result["reference_images_per_second_end_to_end"] = statistics.median(
+        r["images_per_second_end_to_end"] for r in result["reference"]
+    )
     result["ok"] = all(
         p["exact_budget"] and p["exit_code"] == 0 and p["all_on_expected_device"] for p in result["packings"]
-    )
+    ) and all(r["exit_code"] == 0 for r in result["reference"])
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
     _print_table(result)
     return result
 
 
-def _sweep(work: Path, out: Path, spec: dict, env: dict, backend: str, workers: int, cpu: bool) -> dict[str, Any]:
+def _plain_fit(work: Path, spec: dict, env: dict, data: Path) -> dict[str, Any]:
+    """The reference: the tutorial's CNN in one plain `fit`, one process, timed from its start."""
+    training = spec["training"]
+    command = [sys.executable, str(ROOT / "benchmarks" / "plain_fit.py"), str(data), str(training["epochs"]),
+               str(training.get("max_train_images", 0)), "0.25", "true", "1e-3", "0", "auto"]  # fmt: skip
+    started = time.monotonic()
+    finished = subprocess.run(command, env=env, cwd=work, capture_output=True, text=True, timeout=1800)
+    wall = time.monotonic() - started
+    if finished.returncode != 0:
+        return {"exit_code": finished.returncode, "images_per_second_end_to_end": 0.0,
+                "error": finished.stderr[-1000:]}  # fmt: skip
+    fit = json.loads(finished.stdout.strip().splitlines()[-1])
+    seconds = fit["epoch_seconds"]
+    warm = statistics.median(seconds[1:]) if len(seconds) > 1 else None
+    return {
+        "exit_code": 0,
+        "wall_seconds": wall,
+        "images_per_second_end_to_end": fit["train_images"] * len(seconds) / wall,
+        "fixed_cost_seconds": seconds[0] - warm if warm is not None else None,
+        "warm_epoch_seconds": warm,
+        "train_images_per_epoch": fit["train_images"],
+    }
+
+
+def _sweep(
+    work: Path, out: Path, spec: dict, env: dict, backend: str, workers: int, cpu: bool, per_worker: int, side: str
+) -> dict[str, Any]:
     import tomli_w
 
-    name = f"gpu-check-{workers}"
-    budget = (1 if cpu else 2) * workers  # on a GPU the second trial per worker shows the warm rate
+    name = f"gpu-check-{workers}-{side}"
+    budget = per_worker * workers
     study = dict(spec, study={**spec["study"], "name": name, "budget": budget})
     study_path = work / f"{name}.toml"
     study_path.write_text(tomli_w.dumps(study))
@@ -127,11 +177,12 @@ def _sweep(work: Path, out: Path, spec: dict, env: dict, backend: str, workers: 
     sampler = _Sampler(enabled=not cpu)
     started = time.monotonic()
     with open(out / f"{name}.log", "w") as log:
-        code = subprocess.run(command, env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT, timeout=900).returncode
+        code = subprocess.run(command, env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT, timeout=3000).returncode
     wall = time.monotonic() - started
     sampler.stop()
     return {
         "workers": workers,
+        "side": side,
         "exit_code": code,
         "wall_seconds": wall,
         **_measure(url, name, budget, wall, cpu),
@@ -139,35 +190,53 @@ def _sweep(work: Path, out: Path, spec: dict, env: dict, backend: str, workers: 
     }
 
 
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
 def _measure(url: str, name: str, budget: int, wall: float, cpu: bool) -> dict[str, Any]:
     import optuna
 
     trials = optuna.load_study(study_name=name, storage=url).get_trials()
-    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    finished = sorted((t for t in trials if t.state.name in ("COMPLETE", "PRUNED")), key=lambda t: t.datetime_start)
     by_worker: dict[str, list] = {}
     for trial in finished:
         by_worker.setdefault(trial.user_attrs["worker"], []).append(trial)
-    steady, first, images = [], [], 0
-    rates = []
+    images = sum(t.user_attrs["train_images"] * len(t.user_attrs["history"]["epoch_seconds"]) for t in finished)
+    first_fixed, later_fixed, gaps, warm, rates, later_compiled = [], [], [], [], [], []
     for worker_trials in by_worker.values():
-        seconds = [s for t in worker_trials for s in t.user_attrs["history"]["epoch_seconds"][1:]]
-        if seconds:
-            rates.append(worker_trials[0].user_attrs["train_images"] / statistics.median(seconds))
-        steady += seconds
-    for trial in finished:
-        history = trial.user_attrs["history"]["epoch_seconds"]
-        first.append(history[0])
-        images += trial.user_attrs["train_images"] * len(history)
+        seen = set()
+        for before, trial in zip([None, *worker_trials], worker_trials, strict=False):
+            seconds = trial.user_attrs["history"]["epoch_seconds"]
+            architecture = (trial.params["dropout"] > 0, trial.params["batchnorm"])
+            if len(seconds) > 1:
+                fixed = seconds[0] - statistics.median(seconds[1:])
+                (later_fixed if architecture in seen else first_fixed).append(fixed)
+                warm += seconds[1:]
+            if architecture in seen and trial.user_attrs.get("compilations") is not None:
+                later_compiled.append(trial.user_attrs["compilations"])
+            seen.add(architecture)
+            if before is not None:
+                gaps.append((trial.datetime_start - before.datetime_complete).total_seconds())
+        warm_seconds = [s for t in worker_trials for s in t.user_attrs["history"]["epoch_seconds"][1:]]
+        if warm_seconds:
+            rates.append(worker_trials[0].user_attrs["train_images"] / statistics.median(warm_seconds))
     devices = sorted({t.user_attrs.get("device", "?") for t in finished})
+    warm_epoch = _median(warm)
+    later = _median(later_fixed)
     return {
         "trials": len(trials),
         "finished": len(finished),
         "exact_budget": len(finished) == budget == len(trials),
         "train_images_per_epoch": finished[0].user_attrs["train_images"] if finished else 0,
-        "images_per_second_training": round(sum(rates)),
-        "images_per_second_wall": round(images / wall),
-        "epoch_seconds_median": statistics.median(steady) if steady else None,
-        "first_epoch_seconds_median": statistics.median(first) if first else None,
+        "images_per_second_end_to_end": images / wall,
+        "images_per_second_summed_warm_epochs": sum(rates),
+        "warm_epoch_seconds": warm_epoch,
+        "fixed_cost_first_trial_seconds": _median(first_fixed),
+        "fixed_cost_later_trials_seconds": later,
+        "later_fixed_cost_in_warm_epochs": later / warm_epoch if later is not None and warm_epoch else None,
+        "gap_between_trials_seconds": _median(gaps),
+        "compilations_later_trials": later_compiled,
         "gpu_peak_mb_per_worker": sorted(
             round(max(t.user_attrs.get("gpu_peak_mb", 0) for t in ts)) for ts in by_worker.values()
         ),
@@ -220,12 +289,21 @@ class _Sampler:
 
 
 def _print_table(result: dict) -> None:
-    keys = ("workers", "exit_code", "finished", "images_per_second_training", "images_per_second_wall",
-            "epoch_seconds_median", "first_epoch_seconds_median", "gpu_peak_mb_per_worker",
+    reference = result["reference_images_per_second_end_to_end"]
+    print(f"reference (plain Keras fit, one process): {reference:,.0f} images/s end to end")
+    keys = ("workers", "side", "exit_code", "finished", "images_per_second_end_to_end", "warm_epoch_seconds",
+            "fixed_cost_first_trial_seconds", "fixed_cost_later_trials_seconds", "later_fixed_cost_in_warm_epochs",
+            "gap_between_trials_seconds", "compilations_later_trials", "images_per_second_summed_warm_epochs",
             "gpu_utilization_median", "devices")  # fmt: skip
     for packing in result["packings"]:
-        print("  ".join(f"{key}={packing.get(key)}" for key in keys))
+        cells = [f"{key}={_rounded(packing.get(key))}" for key in keys]
+        ratio = packing["images_per_second_end_to_end"] / reference if reference else float("nan")
+        print("  ".join([*cells, f"x_reference={ratio:.2f}"]))
     print(f"ok={result['ok']}")
+
+
+def _rounded(value: Any) -> Any:
+    return round(value, 3) if isinstance(value, float) else value
 
 
 def main() -> int:
@@ -236,7 +314,13 @@ def main() -> int:
     runner.add_argument("--out", type=Path, required=True)
     runner.add_argument("--cpu", action="store_true", help="on the CPU, with 92 images (the test)")
     runner.add_argument("--backend", default="jax", choices=("jax", "torch", "tensorflow"))
-    runner.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="the packings to measure")
+    runner.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8], help="the packings to measure")
+    runner.add_argument("--trials-per-worker", type=int, default=3, help="trials each worker runs in a packing")
+    runner.add_argument(
+        "--before-after",
+        action="store_true",
+        help="each packing also compiling every trial anew (SWEEPER_COMPILE_ONCE=0), alternated",
+    )
     runner.add_argument("--epochs", type=int, help="override the study file's epochs")
     runner.add_argument("--mixed-precision", action="store_true")
     args = parser.parse_args()
@@ -244,7 +328,8 @@ def main() -> int:
         pack()
         return 0
     result = run(args.out, cpu=args.cpu, backend=args.backend, packings=args.workers, epochs=args.epochs,
-                 mixed_precision=args.mixed_precision)  # fmt: skip
+                 mixed_precision=args.mixed_precision, trials_per_worker=args.trials_per_worker,
+                 before_after=args.before_after)  # fmt: skip
     return 0 if result["ok"] else 1
 
 

@@ -2,7 +2,10 @@
 
 Loads CIFAR-10 from a cifar-10-batches-py folder, standardizes and splits it as the tutorial does,
 builds the same CNN and calls model.fit once. Prints one JSON line: per-epoch seconds and history.
-    python benchmarks/plain_fit.py DATA_DIR EPOCHS MAX_IMAGES DROPOUT BATCHNORM LR SEED
+    python benchmarks/plain_fit.py DATA_DIR EPOCHS MAX_IMAGES DROPOUT BATCHNORM LR SEED [JIT_COMPILE]
+
+JIT_COMPILE is `false` by default (the trainer-overhead benchmark's CPU comparison); the GPU
+check passes `auto`, Keras' own default, which the tutorial's script gets by not naming it.
 """
 
 import json
@@ -31,12 +34,15 @@ class EpochTimer(keras.callbacks.Callback):
 
 def main() -> None:
     data_dir, epochs, max_images, dropout, batchnorm, lr, seed = sys.argv[1:8]
+    jit_compile: bool | str = (
+        {"false": False, "true": True}.get(sys.argv[8], sys.argv[8]) if len(sys.argv) > 8 else False
+    )
     from pathlib import Path
 
     raw = data.load_raw(Path(data_dir), Path("/tmp"))
     ds = data.prepare_arrays(raw[0], raw[1], Training(max_train_images=int(max_images) or None))
     keras.utils.set_random_seed(int(seed))
-    model = build_model(float(dropout), batchnorm == "true", float(lr), jit_compile=False)
+    model = build_model(float(dropout), batchnorm == "true", float(lr), jit_compile=jit_compile)
     timer = EpochTimer()
     history = model.fit(ds.x_train, ds.y_train, batch_size=32, epochs=int(epochs),
                         validation_data=(ds.x_val, ds.y_val), callbacks=[timer], verbose=0)  # fmt: skip

@@ -102,7 +102,8 @@ def _model(job: Job, dataset: Dataset) -> tuple[keras.Model, bool]:
     The CNN is built from the trial's seed either way, so its initial weights, dropout seeds and
     the data's shuffles are the ones a new child would draw; a model compiled for the same
     architecture in this child takes them in place of a new compilation. PyTorch compiles nothing
-    (its dropout takes no variable rate), so it builds plain layers each trial.
+    (its dropout takes no variable rate), so it builds plain layers each trial, as every backend
+    does with `SWEEPER_COMPILE_ONCE=0` (sweeper 0.1's way: the GPU check's "before" side).
     """
     if job.builder is not None:
         from sweeper.training import user_code
@@ -110,7 +111,7 @@ def _model(job: Job, dataset: Dataset) -> tuple[keras.Model, bool]:
         classes = user_code.num_classes(dataset.y_train, dataset.y_val)
         return user_code.build(job.builder, Path(job.code_dir or "."), job.params, dataset.x_train, classes), False
     params = job.params
-    if keras.backend.backend() == "torch":
+    if keras.backend.backend() == "torch" or os.environ.get("SWEEPER_COMPILE_ONCE") == "0":
         return tutorial.build_model(**params, jit_compile=job.jit_compile), False
     fresh = tutorial.network(params["dropout"], params["batchnorm"], variable_rates=True)
     key = (*tutorial.architecture(params), job.jit_compile, job.mixed_precision, job.run_eagerly)

@@ -102,14 +102,20 @@ def test_head_to_head_replays_both_sides_on_the_committed_table(bench_env: dict,
 
 
 def test_gpu_check_runs_its_packed_sweeps_on_the_cpu(bench_env: dict, tmp_path: Path) -> None:
-    _run("gpu_check", "run", "--cpu", "--workers", "1", "--out", str(tmp_path), env=bench_env)
+    _run("gpu_check", "run", "--cpu", "--workers", "1", "--trials-per-worker", "3", "--before-after",
+         "--out", str(tmp_path), env=bench_env)  # fmt: skip
     written = json.loads((tmp_path / "gpu_check.json").read_text())
     assert written["ok"] is True and written["backend"] == "jax"
-    assert [p["workers"] for p in written["packings"]] == [1]
+    assert written["reference_images_per_second_end_to_end"] > 0
+    assert [(p["workers"], p["side"]) for p in written["packings"]] == [(1, "before"), (1, "after")]
     for packing in written["packings"]:
-        assert packing["exact_budget"] and packing["finished"] == packing["workers"]
+        assert packing["exact_budget"] and packing["finished"] == 3 * packing["workers"]
         assert packing["devices"] == ["cpu"] and len(packing["gpu_peak_mb_per_worker"]) == packing["workers"]
-        assert packing["images_per_second_training"] > packing["images_per_second_wall"] > 0
+        assert packing["images_per_second_summed_warm_epochs"] > packing["images_per_second_end_to_end"] > 0
+        assert packing["fixed_cost_first_trial_seconds"] is not None and packing["gap_between_trials_seconds"] >= 0
+    before, after = written["packings"]  # the study's seeded sampler draws one architecture twice in 3 trials
+    assert before["compilations_later_trials"] and min(before["compilations_later_trials"]) > 0
+    assert after["compilations_later_trials"] and set(after["compilations_later_trials"]) == {0}
 
 
 def test_pgbouncer_scale_quick(bench_env: dict, result) -> None:
