@@ -103,7 +103,6 @@ def run(
         **os.environ,
         "KERAS_BACKEND": backend,
         "SWEEPER_DATA_DIR": str(data),
-        "SWEEPER_CACHE_DIR": str(work / "cache"),
         "PYTHONUNBUFFERED": "1",
     }
     result: dict[str, Any] = {
@@ -171,6 +170,7 @@ def _sweep(
     study_path = work / f"{name}.toml"
     study_path.write_text(tomli_w.dumps(study))
     url = f"sqlite:///{work / name}.db"
+    env = {**env, "SWEEPER_CACHE_DIR": str(work / name)}  # each sweep starts on a cold host: data, compiled programs
     gpu = ["--gpu", "none"] if cpu else ["--gpu", "require", "--workers-per-gpu", str(workers)]
     command = [sys.executable, "-m", "sweeper", "sweep", str(study_path), "--workers", str(workers),
                "--storage", url, "--backend", backend, *gpu]  # fmt: skip
@@ -234,6 +234,7 @@ def _measure(url: str, name: str, budget: int, wall: float, cpu: bool) -> dict[s
         "warm_epoch_seconds": warm_epoch,
         "fixed_cost_first_trial_seconds": _median(first_fixed),
         "fixed_cost_later_trials_seconds": later,
+        "fixed_cost_each_trial_seconds": {"first": first_fixed, "later": later_fixed},
         "later_fixed_cost_in_warm_epochs": later / warm_epoch if later is not None and warm_epoch else None,
         "gap_between_trials_seconds": _median(gaps),
         "compilations_later_trials": later_compiled,
