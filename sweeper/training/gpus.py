@@ -21,8 +21,9 @@ from sweeper.errors import SweeperError
 from sweeper.training import backends
 
 log = logging.getLogger("sweeper.gpus")
-# In /tmp (bandit's B108, skipped here): one folder every user's workers on the host share by design, so they see each other's
-# claims; a lock file is opened without following a link and never written.
+# In /tmp (bandit's B108, skipped here): one folder that every user's workers on the host share by
+# design, so that they see each other's claims; a lock file is opened without following a link and
+# is never written.
 DEFAULT_LOCK_DIR = "/tmp/sweeper-gpu-locks"  # nosec B108
 
 
