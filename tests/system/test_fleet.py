@@ -21,7 +21,6 @@ from tests.fleet import (
     FINISHED,
     WorkerProcess,
     assert_exact_budget,
-    proc_status,
     running_trial_of,
     trials,
     wait_for,
@@ -143,8 +142,12 @@ def _until_exit(worker: WorkerProcess, seconds: float) -> None:
         pass
 
 
-def _rss_kib(pid: int) -> int:
-    return int(proc_status(pid, "VmRSS").split()[0])
+def _rss_kib(pid: int) -> int | None:
+    """The process's resident memory, or None once it has exited: a zombie not yet waited for
+    has no VmRSS (status read once, so the answer is one moment's)."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    rss = next((line.split()[1] for line in lines if line.startswith("VmRSS:")), None)
+    return int(rss) if rss is not None else None
 
 
 def test_worker_memory_does_not_grow_with_trials(pg_url, cli_env, tmp_path) -> None:
@@ -156,8 +159,9 @@ def test_worker_memory_does_not_grow_with_trials(pg_url, cli_env, tmp_path) -> N
     rss: dict[int, int] = {}  # trials finished -> the worker's memory then
     while worker.process.poll() is None:
         done = sum(t.state in FINISHED for t in trials(pg_url, "memory"))
-        if done >= 3 and (not rss or done >= 9):  # the first look after 3 trials, and every look from 9 on
-            rss[done] = _rss_kib(worker.process.pid)
+        kib = _rss_kib(worker.process.pid) if done >= 3 and (not rss or done >= 9) else None
+        if kib is not None:  # the first look after 3 trials, and every look from 9 on, while it runs
+            rss[done] = kib
         _until_exit(worker, 0.2)
     assert worker.wait() == 0, worker.log()
     early, late = min(rss, default=0), max(rss, default=0)
