@@ -16,13 +16,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The operators' checks (checkov, hadolint, bandit) in an environment of their own: checkov pins
-# packages sweeper also uses.
+# packages sweeper also uses. Only the tests need them, so `make demo` does not install them.
 $(VENV)/ops/.installed: tests/operator-tools.txt
 	$(PYTHON) -m venv $(VENV)/ops
 	$(VENV)/ops/bin/python -m pip install --quiet -r tests/operator-tools.txt
 	touch $@
 
-setup: $(VENV)/.installed $(VENV)/ops/.installed
+setup: $(VENV)/.installed
 
 demo: setup
 	$(BIN)/sweeper sweep studies/smoke.toml --workers 2
@@ -50,5 +50,5 @@ test: test-fast
 
 # Everything but the load, outage and engine tests, on 2 processes: each test runs real workers
 # and training children that keep both cores busy; a third process only adds contention.
-test-fast: setup system-packages lint
+test-fast: setup $(VENV)/ops/.installed system-packages lint
 	$(BIN)/python -m pytest -n 2 --dist worksteal -m "not slow and not engine" --durations=15

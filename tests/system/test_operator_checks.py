@@ -2,7 +2,7 @@
 Kubernetes overlays, the Dockerfile and the compose files; hadolint on the Dockerfile; bandit on
 sweeper/. Each finding is fixed or skipped with its reason beside it (.checkov.yaml, a
 `checkov.io/skip` annotation, a `checkov:skip` or `hadolint ignore` comment, a `# nosec` comment),
-so any new finding fails here. The tools live in .venv/ops (`make setup`, tests/operator-tools.txt).
+so any new finding fails here. The tools live in .venv/ops (`make test`, tests/operator-tools.txt).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ TOOLS = ROOT / ".venv" / "ops" / "bin"
 def tool(name: str) -> str:
     path = TOOLS / name
     if not path.is_file():
-        pytest.fail(f"{name} is not installed in {TOOLS}: `make setup` installs tests/operator-tools.txt there")
+        pytest.fail(f"{name} is not installed in {TOOLS}: `make test` installs tests/operator-tools.txt there")
     return str(path)
 
 
