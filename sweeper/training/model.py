@@ -108,7 +108,10 @@ def reinitialize(compiled: keras.Model, fresh: keras.Model, learning_rate: float
 
 def plain_twin(model: keras.Model, params: dict[str, Any]) -> keras.Model:
     """`model` in `build_model`'s plain layers (`RateDropout` becomes `Dropout`): its weights and
-    its optimizer's state, as `model.save` would have kept them."""
+    its optimizer's state, as `model.save` would have kept them. A model already in plain layers
+    (PyTorch, `SWEEPER_COMPILE_ONCE=0`) is its own twin."""
+    if not any(isinstance(layer, RateDropout) for layer in model.layers):
+        return model
     twin = build_model(params["dropout"], params["batchnorm"], params["learning_rate"])
     for target, source in zip(twin.layers, model.layers, strict=True):
         if target.weights:
