@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import platform
@@ -129,3 +130,73 @@ def sign_test(ours: Sequence[float], theirs: Sequence[float]) -> dict[str, float
 def fmt_ci(stat: Sequence[float], spec: str = ".4f") -> str:
     median, low, high = stat
     return f"{median:{spec}} [{low:{spec}}, {high:{spec}}]"
+
+
+def add_history(url: str, spec: StudySpec, trials: int, epochs: int, seed: int = 0) -> None:
+    """`trials` finished trials of the (opened) study as workers leave them: the space's parameters,
+    a report for each of `epochs` epochs and a `history` of the metrics (what makes a real trial
+    heavy to read). Written in bulk to Optuna's tables (PostgreSQL), a study with a long past in seconds:
+    through Optuna's API each such trial is ~90 statements (10,000 trials: a quarter of an hour).
+    Benchmark set-up only; sweeper itself never writes Optuna's tables."""
+    rng = np.random.default_rng(seed)
+    distributions = spec.space.distributions()
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as db:
+        study_id, first = db.execute(
+            sqlalchemy.text(
+                "SELECT s.study_id, coalesce(max(t.number) + 1, 0) FROM studies s "
+                "LEFT JOIN trials t ON t.study_id = s.study_id WHERE s.study_name = :name GROUP BY s.study_id"
+            ),
+            {"name": spec.name},
+        ).one()
+        now = datetime.datetime.now()
+        ids = db.execute(
+            sqlalchemy.text(
+                "INSERT INTO trials (number, study_id, state, datetime_start, datetime_complete) "
+                "SELECT :first + n, :study_id, 'COMPLETE', :now, :now FROM generate_series(0, :trials - 1) n "
+                "RETURNING trial_id"
+            ),
+            {"first": first, "study_id": study_id, "now": now, "trials": trials},
+        ).scalars().all()  # fmt: skip
+        params, values, reports, attrs = [], [], [], []
+        for trial_id in ids:
+            for name, dist in distributions.items():
+                if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                    internal = float(rng.integers(len(dist.choices)))
+                else:
+                    internal = float(rng.uniform(dist.low, dist.high))  # type: ignore[attr-defined]
+                dist_json = optuna.distributions.distribution_to_json(dist)
+                params.append({"id": trial_id, "name": name, "value": internal, "dist": dist_json})
+            curve = np.sort(rng.uniform(0.1, 0.7, epochs)).round(4).tolist()
+            values.append({"id": trial_id, "value": curve[-1]})
+            reports += [{"id": trial_id, "step": step, "value": v} for step, v in enumerate(curve, start=1)]
+            history = {"val_acc": curve, "acc": curve, "loss": curve}
+            attrs += [
+                {"id": trial_id, "key": "worker", "value": json.dumps("history")},
+                {"id": trial_id, "key": "history", "value": json.dumps(history)},
+            ]
+        db.execute(
+            sqlalchemy.text(
+                "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json) "
+                "VALUES (:id, :name, :value, :dist)"
+            ),
+            params,
+        )
+        db.execute(
+            sqlalchemy.text(
+                "INSERT INTO trial_values (trial_id, objective, value, value_type) VALUES (:id, 0, :value, 'FINITE')"
+            ),
+            values,
+        )
+        db.execute(
+            sqlalchemy.text(
+                "INSERT INTO trial_intermediate_values (trial_id, step, intermediate_value, intermediate_value_type) "
+                "VALUES (:id, :step, :value, 'FINITE')"
+            ),
+            reports,
+        )
+        db.execute(
+            sqlalchemy.text("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (:id, :key, :value)"),
+            attrs,
+        )
+    engine.dispose()

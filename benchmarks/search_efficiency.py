@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
 from tabulate import tabulate
 
 from benchmarks.build_table import TABLE, done, grid
@@ -110,8 +111,9 @@ def replay_trials(spec: StudySpec, table: Table, seed: int, tuned: bool) -> list
             study.enqueue_trial(dict(baseline))
     played = []
     for number in range(spec.study.budget):
-        if tuned:
-            comparison.assign(study, spec)  # [compare]'s group assignments, as a worker's claim makes them
+        if tuned and spec.compare and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):  # as a claim
+            counts = comparison.group_counts(study.get_trials(deepcopy=False), spec)
+            comparison.assign(study, spec, counts)  # [compare]'s group assignments, as a worker's claim makes them
         trial = study.ask()
         search.seed_trial(study.sampler, spec, number)
         search.suggest(trial, spec)

@@ -55,7 +55,9 @@ class WorkerPath:
 
     def one_trial(self, epochs: int) -> float:
         started = time.perf_counter()
-        trial = fleet.claim(self.store, self.study, self.spec, self.reaper, self.name).trial
+        if self.reaper.due():  # the worker's reaper thread, here in line: a lone worker looks every half stale limit
+            self.reaper.reap()
+        trial = fleet.claim(self.store, self.study, self.spec, self.name).trial
         fleet.start(trial, self.study, self.spec, self.name)
         history: dict[str, list[float]] = {"val_acc": [], "acc": []}
         state = TrialState.COMPLETE

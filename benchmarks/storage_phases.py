@@ -30,7 +30,7 @@ from sweeper.fleet import search
 from sweeper.storage import urls
 
 PHASES = (
-    (fleet.Reaper, "reap_locked", "reap stale trials"),
+    (fleet.Reaper, "reap", "reap stale trials"),
     (fleet, "progress", "count the budget"),
     (optuna.Study, "ask", "ask"),
     (search, "suggest", "sample (TPE)"),

@@ -1,19 +1,18 @@
-"""Workers sharing one study: open it, claim trials under the study lock, count the budget, reap the dead.
+"""Workers sharing one study: open it, claim trials under the study lock, count the budget.
 
 Claims happen under the study lock (a PostgreSQL advisory lock; a file lock beside a SQLite
 file), so the budget is exact however many workers share the study. A claim cut short between
 creating its trial and its first heartbeat (an outage, a kill) is taken over by the next claim.
-Reaping fails and queues again the trials whose heartbeat lapsed, seen twice a stale limit
-apart (`Reaper`).
+Every claim of the fleet waits for that one lock, so what a claim does there is counted in the
+database and never grows with the study's history: a study keeps as many workers busy as
+claims per second times the trial's length. Dead workers' trials are reaped by `reaping`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import enum
 import logging
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +22,7 @@ from optuna.trial import TrialState
 
 from sweeper.errors import SweeperError
 from sweeper.fleet import comparison, confirmation, search
-from sweeper.fleet.heartbeat import Reach
-from sweeper.storage import Store, optuna_internals, records
+from sweeper.storage import Store, optuna_internals
 from sweeper.storage.records import StudyRecord, TrialRecord
 from sweeper.studyfile import StudySpec
 
@@ -131,6 +129,8 @@ class Progress:
     finished: int
     running: int
     budget: int
+    waiting: int = 0
+    """Queued trials (baselines, group assignments, retries, confirmation runs) not yet claimed."""
 
     @property
     def done(self) -> bool:
@@ -141,11 +141,15 @@ class Progress:
         return self.finished + self.running >= self.budget
 
 
-def progress(study: optuna.Study, budget: int) -> Progress:
-    """Finished and running trials, as the storage holds them now (unfinished trials are always re-read)."""
-    trials = study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.RUNNING))
-    running = sum(t.state == TrialState.RUNNING for t in trials)
-    return Progress(finished=len(trials) - running, running=running, budget=budget)
+def progress(store: Store, study: optuna.Study, spec: StudySpec) -> Progress:
+    """Finished, running and queued trials against the whole budget, counted in the database."""
+    counts = optuna_internals.trial_counts(store, spec.name)
+    return Progress(
+        finished=sum(counts[state] for state in FINISHED_STATES),
+        running=counts[TrialState.RUNNING],
+        budget=confirmation.total_budget(study, spec),
+        waiting=counts[TrialState.WAITING],
+    )
 
 
 class ClaimStatus(enum.Enum):
@@ -164,74 +168,13 @@ class Claim:
     trial: optuna.trial.Trial | None = None
 
 
-class Reaper:
-    """Fails (and queues again) the trials of workers that stopped beating.
+def claim(store: Store, study: optuna.Study, spec: StudySpec, name: str) -> Claim:
+    """Under the study lock: take over a claim cut short, or take a trial if the budget allows;
+    either way with its first heartbeat. Its parameters come next, from `start`.
 
-    A slow storage is not a dead worker: a held SQLite write lock, a busy PostgreSQL or an outage
-    delays every live worker's beat. So a trial is reaped only when two looks, a whole stale limit
-    apart, find the same heartbeat, older than the stale limit, and the storage answered this
-    worker all the while; a beat landing between the looks clears it. Looks are due every half
-    stale limit, once the storage has answered this worker for a whole stale limit, and a look is
-    asked for again when an outage cut it short: its retry never acts on what came before the
-    outage. A dead worker's trial is therefore reaped two to two and a half stale limits after
-    its last beat.
-    """
-
-    def __init__(self, store: Store, study: optuna.Study, spec: StudySpec, reach: Reach, name: str) -> None:
-        self._store, self._study, self._spec, self._reach, self._name = store, study, spec, reach, name
-        self._next = 0.0
-        self._first_seen: dict[int, tuple[datetime.datetime, float]] = {}
-        """trial id -> (the stale heartbeat seen, when it was first seen)"""
-
-    def due(self) -> bool:
-        stale = self._spec.fleet.stale_after_seconds
-        return time.monotonic() >= self._next and self._reach.steady_for(stale)
-
-    def reap(self) -> None:
-        """Take the study lock and reap, if still due."""
-        with self._store.lock(self._spec.name, "reaping"):
-            self.reap_locked()
-
-    def reap_locked(self) -> None:
-        """Look, and reap the trials seen stale twice; the caller holds the study lock."""
-        if not self.due():  # a retry after an outage: the live workers have had no time to beat
-            return
-        stale = self._spec.fleet.stale_after_seconds
-        looked = time.monotonic()
-        self._next = looked + stale / 2
-        now, beats = optuna_internals.running_heartbeats(self._store, self._spec.name)
-        first_seen = {}
-        for trial_id, beat in beats.items():
-            if (now - beat).total_seconds() <= stale:
-                continue
-            first = self._first_seen.get(trial_id)
-            if first is None or first[0] != beat or not self._reach.steady_since(first[1]):
-                first_seen[trial_id] = (beat, looked)
-            elif looked - first[1] >= stale:
-                self._fail(trial_id, (now - beat).total_seconds())
-            else:
-                first_seen[trial_id] = first
-        self._first_seen = first_seen
-
-    def _fail(self, trial_id: int, silent_for: float) -> None:
-        rdb = self._store.storage
-        reason = f"reaped by {self._name}: no heartbeat for {silent_for:.0f}s (stale after {self._spec.fleet.stale_after_seconds}s)"
-        try:
-            TrialRecord(fail_reason=reason).write_by_id(rdb, trial_id)
-            if not rdb.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                return
-        except optuna.exceptions.UpdateFinishedTrialError:
-            return  # its worker finished it after all
-        frozen = rdb.get_trial(trial_id)
-        log.warning("%s: trial %d failed and queued again: %s", self._name, frozen.number, reason)
-        queue_retry = rdb.get_heartbeat_stale_trial_callback()
-        if queue_retry is not None:
-            queue_retry(self._study, records.for_retry(frozen))
-
-
-def claim(store: Store, study: optuna.Study, spec: StudySpec, reaper: Reaper, name: str) -> Claim:
-    """Under the study lock: take over a claim cut short, or reap if due, then take a trial if the
-    budget allows; either way with its first heartbeat. Its parameters come next, from `start`.
+    Nothing here reads the study's history: the budget and the groups are counted in the database
+    and the trial is taken without `study.ask()`, whose pass over the cached trials loaded a new
+    worker's whole history under the lock (4.5 s at 10,000 trials).
     """
     with store.lock(spec.name, "claiming a trial"), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "heartbeat is supposed to be used with optimize"
@@ -239,33 +182,49 @@ def claim(store: Store, study: optuna.Study, spec: StudySpec, reaper: Reaper, na
         if abandoned is not None:  # already counted as running: the budget stays exact
             store.storage.record_heartbeat(abandoned)
             trial = optuna_internals.trial_by_id(study, abandoned)
-            now = progress(study, confirmation.total_budget(study, spec))
+            now = progress(store, study, spec)
             log.info("%s: took over trial %d, whose claim was cut short", name, trial.number)
         else:
-            if reaper.due():
-                reaper.reap_locked()
-            now = progress(study, confirmation.total_budget(study, spec))
+            now = progress(store, study, spec)
             if now.done and confirmation.pending(study, spec):
                 queued = confirmation.enqueue(study, spec)
                 log.info("%s: search budget met; %d confirmation trial(s) queued", name, queued)
-                now = progress(study, confirmation.total_budget(study, spec))
+                now = progress(store, study, spec)
             if now.done:
                 return Claim(ClaimStatus.DONE, now)
             if now.full:
                 return Claim(ClaimStatus.FULL, now)
-            comparison.assign(study, spec)
-            trial = study.ask()  # a new trial, or the next queued baseline, group assignment or retry
+            search_open = now.finished + now.running + now.waiting < spec.study.budget
+            if spec.compare is not None and search_open and not now.waiting:
+                comparison.assign(study, spec, comparison.counted_groups(store, spec))
+            trial = _next_trial(store, study)
             store.storage.record_heartbeat(optuna_internals.trial_id(trial))
     return Claim(ClaimStatus.TRIAL, now, trial)
+
+
+def _next_trial(store: Store, study: optuna.Study) -> optuna.trial.Trial:
+    """What `study.ask()` gives, the oldest queued trial or else a new one, read by id: the study
+    lock already keeps other workers from taking the same queued trial."""
+    rdb = store.storage
+    for queued in optuna_internals.waiting_trial_ids(store, study.study_name):
+        try:
+            if rdb.set_trial_state_values(queued, state=TrialState.RUNNING):
+                return optuna_internals.trial_by_id(study, queued)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # a plain Optuna script sharing the study took and finished it
+    return optuna_internals.trial_by_id(study, rdb.create_new_trial(rdb.get_study_id_from_name(study.study_name)))
 
 
 def start(trial: optuna.trial.Trial, study: optuna.Study, spec: StudySpec, name: str) -> None:
     """A claimed trial's parameters and its worker's name; safe to retry on the same trial.
 
-    Outside the lock, so claims stay short (TPE reads the whole history); the per-trial seed and
-    TPE's constant liar keep concurrent workers from choosing alike. A step of its own, so that an
-    outage here is retried on the trial already held, not answered with another claim.
+    Outside the lock, so claims stay short (TPE reads the whole history, and a new worker's first
+    read loads it all); the per-trial seed and TPE's constant liar keep concurrent workers from
+    choosing alike. A step of its own, so that an outage here is retried on the trial already
+    held, not answered with another claim. Reading the trials first brings the claimed trial into
+    the study's cache of them, where Optuna looks a trial up to store its parameters.
     """
+    study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     search.seed_trial(study.sampler, spec, trial.number)
     search.suggest(trial, spec)
     TrialRecord(worker=name).write(trial)  # who holds it, visible while it runs

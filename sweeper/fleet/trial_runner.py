@@ -71,8 +71,6 @@ class TrialRunner:
     retrying: Retrying
     stop: threading.Event
     stop_reason: Callable[[], str]
-    on_idle: Callable[[], None]
-    """Called whenever the child is quiet for a moment (the worker reaps dead workers' trials there)."""
     progress: Callable[[], Progress]
     name: str
     gpu_label: str
@@ -125,7 +123,7 @@ class TrialRunner:
             message = self.child.receive(timeout=min(0.5, self.spec.fleet.poll_seconds))
             match message:
                 case None:
-                    self.on_idle()
+                    continue  # quiet for a moment: look at the stop again
                 case ChildLost(reason):
                     return self._fail(trial, record, history, reason, started)
                 case Failed(reason):

@@ -24,7 +24,7 @@ import optuna
 
 from sweeper import fleet
 from sweeper.artifacts.kept_models import ModelKeeper
-from sweeper.fleet import ClaimStatus, Reaper, confirmation
+from sweeper.fleet import ClaimStatus, Reaper
 from sweeper.fleet.events import Event
 from sweeper.fleet.heartbeat import Heartbeat, Reach
 from sweeper.fleet.recording import Recorder
@@ -93,8 +93,7 @@ class Worker:
             retrying=self._db,
             stop=self.stop,
             stop_reason=lambda: self._stop_reason,
-            on_idle=self._reap_if_due,
-            progress=lambda: fleet.progress(self.study, confirmation.total_budget(self.study, self.spec)),
+            progress=lambda: fleet.progress(self.store, self.study, self.spec),
             name=self.name,
             gpu_label=self.gpu.label,
             on_event=self.on_event,
@@ -125,20 +124,14 @@ class Worker:
     def _db(self, action: Callable[[], T], what: str) -> T:
         return retry.retrying(action, what, url=self.store.url, on_transient=self._reach.failed)
 
-    def _reap_if_due(self) -> None:
-        """So a lone worker still revives the trials of workers that died, while it trains."""
-        if self._reaper.due():
-            self._db(self._reaper.reap, "reaping stale trials")
-
     def run(self) -> int:
         """Claim and run trials until the budget is met, N trials are done, or a stop is asked."""
         ran = failures = 0
         self._heartbeat.start()
+        self._reaper.start()  # so a worker, lone or one of many, revives dead workers' trials while it trains
         try:
             while not self.stop.is_set() and (self.n_trials is None or ran < self.n_trials):
-                claim = self._db(
-                    lambda: fleet.claim(self.store, self.study, self.spec, self._reaper, self.name), "claiming a trial"
-                )
+                claim = self._db(lambda: fleet.claim(self.store, self.study, self.spec, self.name), "claiming a trial")
                 if claim.status == ClaimStatus.DONE:
                     log.info(
                         "%s: study %s is complete (%d/%d trials finished)",
@@ -165,6 +158,7 @@ class Worker:
                     log.error("%s: %d trials in a row failed; stopping (see their fail_reason)", self.name, failures)
                     return 1
         finally:
+            self._reaper.stop()
             self._heartbeat.stop()
             if self.child is not None:
                 self.child.close()

@@ -13,6 +13,7 @@ whose records this one may misread, is refused in one line.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,6 +30,36 @@ SCHEMA_VERSION = 1
 class _HasUserAttrs(Protocol):
     @property
     def user_attrs(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ReapRecord:
+    """The fleet's last look for dead workers' trials, kept in the study so that any worker goes
+    on from it: one look per half stale limit for the whole fleet, and a reaper that dies is
+    replaced by whichever worker looks next. Times are the database's clock."""
+
+    by: str
+    """The worker that looked."""
+    at: datetime.datetime
+    stale: dict[int, tuple[datetime.datetime, datetime.datetime]] = field(default_factory=dict)
+    """Trial id -> (its stale heartbeat, when a look first saw that heartbeat stale)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "by": self.by,
+            "at": self.at.isoformat(),
+            "stale": {
+                str(trial_id): [beat.isoformat(), seen.isoformat()] for trial_id, (beat, seen) in self.stale.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReapRecord:
+        stale = {
+            int(trial_id): (datetime.datetime.fromisoformat(beat), datetime.datetime.fromisoformat(seen))
+            for trial_id, (beat, seen) in data.get("stale", {}).items()
+        }
+        return cls(by=data["by"], at=datetime.datetime.fromisoformat(data["at"]), stale=stale)
 
 
 @dataclass(frozen=True)
@@ -50,6 +81,8 @@ class StudyRecord:
     """Confirmation trials queued once the search budget was met; None until then."""
     models_removed: frozenset[int] = frozenset()
     """Trials whose kept model fell out of the best `keep_top` (a finished trial cannot be written to)."""
+    last_reap: ReapRecord | None = None
+    """The fleet's last look for dead workers' trials (`sweeper.fleet.reaping`)."""
 
     @classmethod
     def from_study(cls, study: optuna.Study) -> StudyRecord:
@@ -75,6 +108,7 @@ class StudyRecord:
             baselines_enqueued=bool(attrs.get("baselines_enqueued")),
             confirm_trials=attrs.get("confirm_trials"),
             models_removed=frozenset(attrs.get("models_removed", ())),
+            last_reap=ReapRecord.from_json(attrs["last_reap"]) if attrs.get("last_reap") else None,
         )
 
     @classmethod
@@ -96,6 +130,7 @@ class StudyRecord:
             "baselines_enqueued": self.baselines_enqueued or None,
             "confirm_trials": self.confirm_trials,
             "models_removed": sorted(self.models_removed) or None,
+            "last_reap": self.last_reap.to_json() if self.last_reap else None,
         }
         attrs.update({key: value for key, value in optional.items() if value is not None})
         return attrs
@@ -132,6 +167,8 @@ class StudyRecord:
 
 
 CONFIRM_PHASE = "confirm"
+CONFIRMATION_ATTR = ("phase", CONFIRM_PHASE)
+"""The user attr, and its value, that mark a confirmation run (for counts made in the database)."""
 
 
 @dataclass(frozen=True)
@@ -215,7 +252,8 @@ _TRIAL_FIELDS = tuple(f.name for f in dataclasses.fields(TrialRecord) if f.name 
 def is_confirmation(trial: _HasUserAttrs) -> bool:
     """`TrialRecord.is_confirmation` without building the record: one key, for the claim's pass
     over every trial of the study, under the study lock."""
-    return trial.user_attrs.get("phase") == CONFIRM_PHASE
+    key, value = CONFIRMATION_ATTR
+    return trial.user_attrs.get(key) == value
 
 
 def model_artifact_id(trial: _HasUserAttrs) -> str:

@@ -34,6 +34,11 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(original).__name__
 
 
+def describe(exc: BaseException) -> str:
+    """The error's first line with any password masked: what a log line may say of it."""
+    return redact(_first_line(exc))
+
+
 def is_transient(exc: BaseException) -> bool:
     """A lost or refused connection that may come back, as opposed to a wrong password or bad data."""
     cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
@@ -77,19 +82,19 @@ def retrying(
         except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
             if is_disk_full(exc):
                 raise StorageError(
-                    f"storage {mask(url)}: the disk is full ({what} failed: {redact(_first_line(exc))}); free space, "
+                    f"storage {mask(url)}: the disk is full ({what} failed: {describe(exc)}); free space, "
                     "then start the worker again: a trial it was running is reaped and queued again"
                 ) from None
             if not is_transient(exc):
-                raise StorageError(f"storage {mask(url)}: {what} failed: {redact(_first_line(exc))}") from None
+                raise StorageError(f"storage {mask(url)}: {what} failed: {describe(exc)}") from None
             if on_transient is not None:
                 on_transient()
             if time.monotonic() + delay > deadline or (stop is not None and stop.is_set()):
                 raise StorageError(
-                    f"storage {mask(url)} unreachable while {what} ({redact(_first_line(exc))}); "
+                    f"storage {mask(url)} unreachable while {what} ({describe(exc)}); "
                     "check that the server is up and accepts connections"
                 ) from None
-            log.warning("storage unreachable while %s (%s); retrying in %.1fs", what, redact(_first_line(exc)), delay)
+            log.warning("storage unreachable while %s (%s); retrying in %.1fs", what, describe(exc), delay)
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
 

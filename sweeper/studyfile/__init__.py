@@ -6,6 +6,7 @@ The schema (`_schema`) with its search space (`space`) and sampler and pruner se
 
 from sweeper.studyfile._schema import (
     Artifacts,
+    Compare,
     Confirm,
     StudySpec,
     Training,
@@ -15,4 +16,4 @@ from sweeper.studyfile._schema import (
     parse,
 )
 
-__all__ = ["Artifacts", "Confirm", "StudySpec", "Training", "check_url", "groups_parameter", "load", "parse"]
+__all__ = ["Artifacts", "Compare", "Confirm", "StudySpec", "Training", "check_url", "groups_parameter", "load", "parse"]

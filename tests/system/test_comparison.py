@@ -9,8 +9,7 @@ from optuna.trial import TrialState
 
 from sweeper import fleet, storage, studyfile
 from sweeper.errors import StudyFileError
-from sweeper.fleet import comparison
-from sweeper.fleet.heartbeat import Reach
+from sweeper.fleet import comparison, search
 from sweeper.fleet.recording import Recorder
 from sweeper.reporting import summary
 from sweeper.storage import urls
@@ -26,10 +25,9 @@ def _sweep_by_claims(url: str, spec: studyfile.StudySpec) -> list[fleet.Claim]:
     store = storage.connect(urls.resolve_url(url), heartbeat_seconds=10, stale_after_seconds=40)
     try:
         study = fleet.open_study(store, spec)
-        reaper = fleet.Reaper(store, study, spec, Reach(), "unit")
         recorder = Recorder(store, study, 0, lambda action, _what: action())
         claims = []
-        while (claim := fleet.claim(store, study, spec, reaper, "unit")).status == fleet.ClaimStatus.TRIAL:
+        while (claim := fleet.claim(store, study, spec, "unit")).status == fleet.ClaimStatus.TRIAL:
             claims.append(claim)
             fleet.start(claim.trial, study, spec, "unit")
             value = 0.9 if claim.trial.params["batchnorm"] else 0.1
@@ -85,14 +83,29 @@ def test_a_comparison_that_cannot_fit_the_budget_is_refused(tmp_path: Path) -> N
         studyfile.load(path)
 
 
-def test_the_groups_count_queued_and_running_trials_but_not_confirmation_runs(tmp_path: Path) -> None:
-    import optuna
-
-    spec = studyfile.load(study_file(tmp_path, compare={"by": "batchnorm", "min_trials": 2}))
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'x.db'}", direction="maximize")
-    study.enqueue_trial({"batchnorm": False})
-    study.enqueue_trial({"dropout": 0.3, "batchnorm": True, "learning_rate": 1e-3}, user_attrs={"phase": "confirm"})
-    running = study.ask()
-    running.suggest_categorical("batchnorm", [True, False])
-    study.enqueue_trial({"batchnorm": True})
-    assert comparison.group_counts(study.get_trials(deepcopy=False), spec) == {True: 1, False: 1}
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_groups_count_queued_and_running_trials_but_not_confirmation_runs(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    spec = studyfile.load(study_file(tmp_path, compare={"by": "batchnorm", "min_trials": 3}))
+    store = storage.connect(urls.resolve_url(url))
+    try:
+        study = fleet.open_study(store, spec)  # queues the smoke study's baseline: batch normalization off
+        study.enqueue_trial({"dropout": 0.3, "batchnorm": True, "learning_rate": 1e-3}, user_attrs={"phase": "confirm"})
+        running = study.ask()  # the baseline, its value drawn now
+        search.suggest(running, spec)
+        study.enqueue_trial({"batchnorm": True})
+        finished = study.ask()  # the queued confirmation run, finished: never counted
+        search.suggest(finished, spec)
+        study.tell(finished, 0.5)
+        expected = {True: 1, False: 1}
+        assert comparison.group_counts(study.get_trials(deepcopy=False), spec) == expected
+        # what a claim counts in the database, under the lock, up to min_trials: the same here
+        assert comparison.counted_groups(store, spec) == expected
+        for _ in range(4):
+            study.enqueue_trial({"batchnorm": False})
+        assert comparison.group_counts(study.get_trials(deepcopy=False), spec) == {True: 1, False: 5}
+        assert comparison.counted_groups(store, spec) == {True: 1, False: 3}  # counting stops at min_trials
+    finally:
+        store.close()

@@ -9,6 +9,7 @@ whose worker is really gone may be reaped, with its reason.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
 import time
@@ -24,6 +25,7 @@ from optuna.trial import TrialState
 from sweeper import fleet, storage, studyfile
 from sweeper.fleet.heartbeat import Heartbeat, Reach
 from sweeper.storage import Store, retry, urls
+from sweeper.storage.records import StudyRecord
 from tests.conftest import study_file
 
 STALE = 4  # seconds; beats every second, as the smoke study
@@ -37,7 +39,7 @@ def _open(url: str, tmp_path: Path) -> tuple[Store, optuna.Study, studyfile.Stud
 
 def _claimed_and_beating(store: Store, study: optuna.Study, spec: studyfile.StudySpec) -> tuple[int, Heartbeat]:
     """A trial claimed as a worker claims it, with its heartbeat thread beating every second."""
-    claim = fleet.claim(store, study, spec, fleet.Reaper(store, study, spec, Reach(), "victim"), "victim")
+    claim = fleet.claim(store, study, spec, "victim")
     assert claim.trial is not None
     beat = Heartbeat(store.storage, 1, Reach())
     beat.start()
@@ -76,11 +78,10 @@ def _assert_alive(pair: _Pair) -> None:
 
 
 def _look_until(reaper: fleet.Reaper, seconds: float) -> None:
-    """Reap as a worker does, whenever due, for `seconds`."""
+    """Reap as a worker's reaper thread does, whenever due, for `seconds`."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        if reaper.due():
-            reaper.reap()
+        reaper.turn()
         time.sleep(0.1)
 
 
@@ -156,3 +157,46 @@ def test_an_outage_that_begins_during_a_reap_reaps_no_live_trial(throwaway_pg, t
         assert not reaping.is_alive()
         _look_until(pair.reaper, 2 * STALE)
         _assert_alive(pair)
+
+
+def test_a_fleet_of_reapers_looks_as_often_as_one(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Each worker looking every half stale limit on its own meant, with hundreds of workers, more
+    looks under the study lock than claims: four workers' reapers here look about as often as one."""
+    with _victim_and_other(f"sqlite:///{tmp_path / 'fleet.db'}", tmp_path) as pair:
+        spec = studyfile.load(tmp_path / "reaped.toml")  # the study `_victim_and_other` opened
+        study = fleet.open_study(pair.other, spec)
+        reapers = [fleet.Reaper(pair.other, study, spec, Reach(), f"reaper-{n}") for n in range(4)]
+        caplog.set_level(logging.DEBUG, logger="sweeper.storage")
+        watched = 3 * STALE  # none looks for the first STALE seconds: the storage must answer it that long
+        end = time.monotonic() + watched
+        while time.monotonic() < end:
+            for reaper in reapers:
+                reaper.turn()
+            time.sleep(0.05)
+        looks = sum("reaping: waited" in message for message in caplog.messages)
+        assert 1 <= looks <= (watched - STALE) / (STALE / 2) + 1, f"{looks} looks in {watched}s by 4 workers"
+        assert StudyRecord.from_study(study).last_reap.by.startswith("reaper-")  # who looked last is in the study
+        _assert_alive(pair)
+
+
+def test_a_trial_seen_stale_by_a_reaper_that_died_is_reaped_by_another(tmp_path: Path) -> None:
+    """The looks are the fleet's, not a worker's: the second look may be another worker's."""
+    store, study, spec = _open(f"sqlite:///{tmp_path / 'fleet.db'}", tmp_path)
+    trial_id, beat = _claimed_and_beating(store, study, spec)
+    beat.stop()  # the victim is gone
+    reapers = {name: fleet.Reaper(store, study, spec, Reach(), name) for name in ("first", "second")}
+    try:
+        end = time.monotonic() + 4 * STALE
+        while time.monotonic() < end and trial_id not in getattr(StudyRecord.from_study(study).last_reap, "stale", {}):
+            reapers["first"].turn()
+            time.sleep(0.1)
+        assert StudyRecord.from_study(study).last_reap.by == "first"  # it saw the trial stale, then died
+        end = time.monotonic() + 4 * STALE
+        while store.storage.get_trial(trial_id).state == TrialState.RUNNING and time.monotonic() < end:
+            reapers["second"].turn()
+            time.sleep(0.1)
+        trial = store.storage.get_trial(trial_id)
+        assert trial.state == TrialState.FAIL
+        assert trial.user_attrs["fail_reason"].startswith("reaped by second: ")
+    finally:
+        store.close()

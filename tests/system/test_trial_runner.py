@@ -11,7 +11,6 @@ from optuna.trial import TrialState
 
 from sweeper import fleet, storage, studyfile
 from sweeper.fleet import search
-from sweeper.fleet.heartbeat import Reach
 from sweeper.fleet.recording import Recorder
 from sweeper.fleet.trial_runner import should_stop
 from sweeper.storage import urls
@@ -52,11 +51,10 @@ def _sweeper_side(url: str, spec: studyfile.StudySpec, trials: int) -> dict[int,
     store = storage.connect(urls.resolve_url(url), heartbeat_seconds=10, stale_after_seconds=40)
     try:
         study = fleet.open_study(store, spec)
-        reaper = fleet.Reaper(store, study, spec, Reach(), "unit")
         recorder = Recorder(store, study, 0, lambda action, _what: action())
         stopped = {}
         for _ in range(trials):
-            trial = fleet.claim(store, study, spec, reaper, "unit").trial
+            trial = fleet.claim(store, study, spec, "unit").trial
             fleet.start(trial, study, spec, "unit")
             state, history = TrialState.COMPLETE, {"val_acc": [], "acc": []}
             for epoch, value in enumerate(_curve(trial.number), start=1):

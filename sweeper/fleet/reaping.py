@@ -1,0 +1,135 @@
+"""Reaping: the trials of workers that stopped beating are failed and queued again, once per
+half stale limit for the whole fleet, from a thread of its own.
+
+Every worker can reap, so a study never waits on one machine; but one look per half stale limit
+is enough for the fleet, and with each of hundreds of workers looking on its own schedule the
+looks (each under the study lock) outnumbered the claims. So the last look is recorded in the
+study (`ReapRecord`: who, when, and the stale heartbeats it saw); a worker whose own timer comes
+due reads that record without the lock and looks only when it is half a stale limit old. A reaper
+that dies is replaced by whichever worker comes due next. Looks run in the reaper's own thread, so
+a reap waiting for the lock never holds up the worker's loop, nor the training child waiting for
+its answer after an epoch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import random
+import threading
+import time
+
+import optuna
+from optuna.trial import TrialState
+
+from sweeper.fleet.heartbeat import Reach
+from sweeper.storage import Store, optuna_internals, records, retry
+from sweeper.storage.records import ReapRecord, StudyRecord, TrialRecord
+from sweeper.studyfile import StudySpec
+
+log = logging.getLogger("sweeper.fleet")
+
+
+class Reaper:
+    """Fails (and queues again) the trials of workers that stopped beating.
+
+    A slow storage is not a dead worker: a held SQLite write lock, a busy PostgreSQL or an outage
+    delays every live worker's beat. So a trial is reaped only when two looks, a whole stale limit
+    apart, find the same heartbeat, older than the stale limit, and the storage answered the
+    reaping worker all the while; a beat landing between the looks clears it. A worker looks only
+    once the storage has answered it for a whole stale limit, and a look cut short by an outage is
+    asked for again: its retry never acts on what came before the outage. Looks follow one another
+    every half stale limit or a little more (whichever worker makes them), so a dead worker's trial
+    is reaped about two to two and a half stale limits after its last beat.
+    """
+
+    def __init__(self, store: Store, study: optuna.Study, spec: StudySpec, reach: Reach, name: str) -> None:
+        self._store, self._study, self._spec, self._reach, self._name = store, study, spec, reach, name
+        self._period = spec.fleet.stale_after_seconds / 2
+        self._next = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sweeper-reaper", daemon=True)
+
+    def start(self) -> None:
+        """Look whenever due from now on, in the reaper's own thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self._period)
+
+    def due(self) -> bool:
+        """This worker's turn to ask whether the fleet's look is due (no database read)."""
+        return time.monotonic() >= self._next and self._reach.steady_for(self._spec.fleet.stale_after_seconds)
+
+    def reap(self) -> None:
+        """Look, unless another worker did less than half a stale limit ago, and reap the trials seen stale twice."""
+        if self._looked_lately():  # read without the lock: most turns end here
+            return
+        with self._store.lock(self._spec.name, "reaping"):
+            if self.due() and not self._looked_lately():  # a retry after an outage waits for the live to beat
+                self._look()
+
+    def _looked_lately(self) -> bool:
+        """Whether the fleet's last look is younger than half a stale limit; if so, come back when it is not."""
+        last = StudyRecord.from_study(self._study).last_reap
+        if last is None:
+            return False
+        age = (optuna_internals.database_now(self._store) - last.at).total_seconds()
+        if age >= self._period:
+            return False
+        # Back a little after it comes due, at random: the fleet's workers do not all ask at once.
+        self._next = time.monotonic() + (self._period - age) + random.uniform(0, self._period / 4)  # nosec B311
+        return True
+
+    def _look(self) -> None:
+        stale = self._spec.fleet.stale_after_seconds
+        last = StudyRecord.from_study(self._study).last_reap
+        seen_before = last.stale if last else {}
+        now, beats = optuna_internals.running_heartbeats(self._store, self._spec.name)
+        seen: dict[int, tuple[datetime.datetime, datetime.datetime]] = {}
+        for trial_id, beat in beats.items():
+            if (now - beat).total_seconds() <= stale:
+                continue
+            first = seen_before.get(trial_id)
+            watched = (now - first[1]).total_seconds() if first else 0.0
+            if first is None or first[0] != beat or not self._reach.steady_for(watched):
+                seen[trial_id] = (beat, now)
+            elif watched >= stale:
+                self._fail(trial_id, (now - beat).total_seconds())
+            else:
+                seen[trial_id] = first
+        StudyRecord(self._spec.name, last_reap=ReapRecord(self._name, now, seen)).write(self._study, "last_reap")
+        self._next = time.monotonic() + self._period
+
+    def _fail(self, trial_id: int, silent_for: float) -> None:
+        rdb = self._store.storage
+        reason = f"reaped by {self._name}: no heartbeat for {silent_for:.0f}s (stale after {self._spec.fleet.stale_after_seconds}s)"
+        try:
+            TrialRecord(fail_reason=reason).write_by_id(rdb, trial_id)
+            if not rdb.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                return
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return  # its worker finished it after all
+        frozen = rdb.get_trial(trial_id)
+        log.warning("%s: trial %d failed and queued again: %s", self._name, frozen.number, reason)
+        queue_retry = rdb.get_heartbeat_stale_trial_callback()
+        if queue_retry is not None:
+            queue_retry(self._study, records.for_retry(frozen))
+
+    def turn(self) -> None:
+        """One turn of the reaper's thread: look if due. Storage trouble (an outage, SQLite's write
+        lock held too long) is logged, counts as the storage not answering, and the next turn retries."""
+        if not self.due():
+            return
+        try:
+            self.reap()
+        except Exception as exc:  # noqa: BLE001 - the thread must outlive any storage trouble
+            self._reach.failed()
+            level = logging.DEBUG if retry.is_transient(exc) else logging.WARNING
+            log.log(level, "%s: reaping stale trials failed, will look again: %s", self._name, retry.describe(exc))
+
+    def _run(self) -> None:
+        while not self._stop.wait(min(1.0, self._period / 4)):
+            self.turn()
