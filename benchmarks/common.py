@@ -149,7 +149,7 @@ def add_history(url: str, spec: StudySpec, trials: int, epochs: int, seed: int =
             ),
             {"name": spec.name},
         ).one()
-        now = datetime.datetime.now()
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)  # Optuna's columns hold UTC
         ids = db.execute(
             sqlalchemy.text(
                 "INSERT INTO trials (number, study_id, state, datetime_start, datetime_complete) "

@@ -26,13 +26,13 @@ from benchmarks.storage_cost import WorkerPath
 from sweeper import fleet, studyfile
 
 # (owner, attribute, phase): the worker's path as it calls them.
-from sweeper.fleet import search
+from sweeper.fleet import _shared_study, search
 from sweeper.storage import urls
 
 PHASES = (
     (fleet.Reaper, "reap", "reap stale trials"),
-    (fleet, "progress", "count the budget"),
-    (optuna.Study, "ask", "ask"),
+    (_shared_study, "progress", "count the budget"),
+    (_shared_study, "_next_trial", "take a trial (what study.ask() did)"),
     (search, "suggest", "sample (TPE)"),
     (optuna.Trial, "report", "report epochs"),
     (optuna.Trial, "should_prune", "pruning checks"),

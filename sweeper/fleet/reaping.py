@@ -55,9 +55,11 @@ class Reaper:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop looking. A look still waiting for the lock is not waited for: the thread is a daemon,
+        and a look cut short by the exit is one cut short by an outage; the next, anyone's, looks again."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=self._period)
+            self._thread.join(timeout=2)
 
     def due(self) -> bool:
         """This worker's turn to ask whether the fleet's look is due (no database read)."""

@@ -55,7 +55,11 @@ def test_storage_phases_quick(bench_env: dict, result) -> None:
     _run("storage_phases", "--quick", env=bench_env)
     written = result("storage_phases")
     phases = {row["phase"]: row for row in written["rows"]}
-    assert phases["ask"]["statements/trial"] > 0 and phases["tell (writes the result)"]["statements/trial"] > 0
+    assert phases["take a trial (what study.ask() did)"]["statements/trial"] > 0
+    assert (
+        phases["count the budget"]["statements/trial"] > 0
+        and phases["tell (writes the result)"]["statements/trial"] > 0
+    )
     assert written["summary"]["statements_per_trial"] == pytest.approx(
         sum(row["statements/trial"] for row in written["rows"])
     )
@@ -127,3 +131,7 @@ def test_pgbouncer_scale_quick(bench_env: dict, result) -> None:
     assert set(sides) == {"pgbouncer", "direct"}
     assert 0 < sides["pgbouncer"]["peak server connections"] <= written["summary"]["pool_size"]
     assert written["summary"]["pgbouncer_exact_budget_everywhere"] is True
+    for row in sides.values():  # the study had 100 trials of history; every claim and look timed under the lock
+        assert row["history"] == 100 and row["finished"] == row["budget"] == 100 + 8 * 2
+        assert row["claims"] >= 16 and 0 < row["claim hold p50 ms"] <= row["claim hold p99 ms"]
+        assert row["ceiling at 210-s trials"] > 0
