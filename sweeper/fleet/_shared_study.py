@@ -129,7 +129,7 @@ class Progress:
     finished: int
     running: int
     budget: int
-    waiting: int = 0
+    waiting: int
     """Queued trials (baselines, group assignments, retries, confirmation runs) not yet claimed."""
 
     @property

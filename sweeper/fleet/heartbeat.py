@@ -39,10 +39,6 @@ class Reach:
     def steady_for(self, seconds: float) -> bool:
         return time.monotonic() - self._last_failure >= seconds
 
-    def steady_since(self, moment: float) -> bool:
-        """No failure since `moment` (a `time.monotonic()` reading)."""
-        return self._last_failure < moment
-
 
 class Heartbeat:
     """Beats every `interval` seconds for the trial it is told to hold, until stopped."""

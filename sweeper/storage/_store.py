@@ -14,7 +14,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -62,6 +62,9 @@ class Store:
     url: str
     storage: optuna.storages.RDBStorage
     _lock_engine: sqlalchemy.Engine | None
+    _in_process: threading.Lock = field(default_factory=threading.Lock)
+    """The worker's own threads (its claims, its reaper) take turns here rather than at the lock
+    engine's one pooled connection, where a claim waiting behind a reaper's wait would time out."""
 
     @contextlib.contextmanager
     def lock(self, name: str, purpose: str) -> Iterator[None]:
@@ -75,7 +78,7 @@ class Store:
         is logged at debug level: the lock is what bounds how many workers a study keeps busy.
         """
         asked = time.monotonic()
-        with self._held(name):
+        with self._in_process, self._held(name):
             taken = time.monotonic()
             try:
                 yield
