@@ -176,6 +176,9 @@ def claim(store: Store, study: optuna.Study, spec: StudySpec, name: str) -> Clai
     and the trial is taken without `study.ask()`, whose pass over the cached trials loaded a new
     worker's whole history under the lock (4.5 s at 10,000 trials).
     """
+    settled = _settled(store, study, spec)
+    if settled is not None:
+        return settled
     with store.lock(spec.name, "claiming a trial"), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "heartbeat is supposed to be used with optimize"
         abandoned = optuna_internals.abandoned_claim(store, spec.name)
@@ -200,6 +203,18 @@ def claim(store: Store, study: optuna.Study, spec: StudySpec, name: str) -> Clai
             trial = _next_trial(store, study)
             store.storage.record_heartbeat(optuna_internals.trial_id(trial))
     return Claim(ClaimStatus.TRIAL, now, trial)
+
+
+def _settled(store: Store, study: optuna.Study, spec: StudySpec) -> Claim | None:
+    """DONE or FULL, when that is sure without the lock: then the worker waits without queueing
+    for it (at a study's end every worker asks again each poll, more often than claims come).
+    A claim cut short to take over, or confirmation to queue, needs the lock."""
+    now = progress(store, study, spec)
+    if not now.full or (now.done and confirmation.pending(study, spec)):
+        return None
+    if optuna_internals.abandoned_claim(store, spec.name) is not None:
+        return None
+    return Claim(ClaimStatus.DONE if now.done else ClaimStatus.FULL, now)
 
 
 def _next_trial(store: Store, study: optuna.Study) -> optuna.trial.Trial:

@@ -5,8 +5,10 @@ Every worker can reap, so a study never waits on one machine; but one look per h
 is enough for the fleet, and with each of hundreds of workers looking on its own schedule the
 looks (each under the study lock) outnumbered the claims. So the last look is recorded in the
 study (`ReapRecord`: who, when, and the stale heartbeats it saw); a worker whose own timer comes
-due reads that record without the lock and looks only when it is half a stale limit old. A reaper
-that dies is replaced by whichever worker comes due next. Looks run in the reaper's own thread, so
+due reads that record without the lock and looks only when it is half a stale limit old. It then
+says so in the study (`ReapTurn`) before queueing for the lock, so the workers coming due while
+it waits leave the look to it instead of queueing too. A reaper that dies is replaced by
+whichever worker comes due next. Looks run in the reaper's own thread, so
 a reap waiting for the lock never holds up the worker's loop, nor the training child waiting for
 its answer after an epoch.
 """
@@ -24,7 +26,7 @@ from optuna.trial import TrialState
 
 from sweeper.fleet.heartbeat import Reach
 from sweeper.storage import Store, optuna_internals, records, retry
-from sweeper.storage.records import ReapRecord, StudyRecord, TrialRecord
+from sweeper.storage.records import ReapRecord, ReapTurn, StudyRecord, TrialRecord
 from sweeper.studyfile import StudySpec
 
 log = logging.getLogger("sweeper.fleet")
@@ -46,7 +48,7 @@ class Reaper:
     def __init__(self, store: Store, study: optuna.Study, spec: StudySpec, reach: Reach, name: str) -> None:
         self._store, self._study, self._spec, self._reach, self._name = store, study, spec, reach, name
         self._period = spec.fleet.stale_after_seconds / 2
-        self._next = 0.0
+        self._next = time.monotonic() + random.uniform(0, self._period / 4)  # nosec B311 # workers started together do not ask together
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sweeper-reaper", daemon=True)
 
@@ -66,30 +68,37 @@ class Reaper:
         return time.monotonic() >= self._next and self._reach.steady_for(self._spec.fleet.stale_after_seconds)
 
     def reap(self) -> None:
-        """Look, unless another worker did less than half a stale limit ago, and reap the trials seen stale twice."""
-        if self._looked_lately():  # read without the lock: most turns end here
+        """Look, unless another worker did less than half a stale limit ago (or is about to), and
+        reap the trials seen stale twice."""
+        now = optuna_internals.database_now(self._store)
+        if self._left_to_others(StudyRecord.from_study(self._study), now, turns_count=True):  # no lock: most end here
             return
+        StudyRecord(self._spec.name, reap_turn=ReapTurn(self._name, now)).write(self._study, "reap_turn")
         with self._store.lock(self._spec.name, "reaping"):
-            if self.due() and not self._looked_lately():  # a retry after an outage waits for the live to beat
-                self._look()
+            record, now = StudyRecord.from_study(self._study), optuna_internals.database_now(self._store)
+            # A retry after an outage waits for the live to beat; a look made while this one waited is enough.
+            if self.due() and not self._left_to_others(record, now, turns_count=False):
+                self._look(record, now)
 
-    def _looked_lately(self) -> bool:
-        """Whether the fleet's last look is younger than half a stale limit; if so, come back when it is not."""
-        last = StudyRecord.from_study(self._study).last_reap
-        if last is None:
+    def _left_to_others(self, record: StudyRecord, now: datetime.datetime, *, turns_count: bool) -> bool:
+        """Whether the fleet's last look is younger than half a stale limit, or (if `turns_count`)
+        another worker said less than a quarter stale limit ago that it is about to look; if so,
+        come back when it is due again, a little later at random so that workers do not all ask at once."""
+        last, turn = record.last_reap, record.reap_turn
+        age = (now - last.at).total_seconds() if last else float("inf")
+        if age < self._period:
+            wait = self._period - age
+        elif turns_count and turn and turn.by != self._name and (now - turn.at).total_seconds() < self._period / 2:
+            wait = self._period / 2 - (now - turn.at).total_seconds()  # if it died, the turn lapses
+        else:
             return False
-        age = (optuna_internals.database_now(self._store) - last.at).total_seconds()
-        if age >= self._period:
-            return False
-        # Back a little after it comes due, at random: the fleet's workers do not all ask at once.
-        self._next = time.monotonic() + (self._period - age) + random.uniform(0, self._period / 4)  # nosec B311
+        self._next = time.monotonic() + wait + random.uniform(0, self._period / 4)  # nosec B311
         return True
 
-    def _look(self) -> None:
+    def _look(self, record: StudyRecord, now: datetime.datetime) -> None:
         stale = self._spec.fleet.stale_after_seconds
-        last = StudyRecord.from_study(self._study).last_reap
-        seen_before = last.stale if last else {}
-        now, beats = optuna_internals.running_heartbeats(self._store, self._spec.name)
+        seen_before = record.last_reap.stale if record.last_reap else {}
+        beats = optuna_internals.running_heartbeats(self._store, self._spec.name)
         seen: dict[int, tuple[datetime.datetime, datetime.datetime]] = {}
         for trial_id, beat in beats.items():
             if (now - beat).total_seconds() <= stale:

@@ -68,18 +68,14 @@ def abandoned_claim(store: Store, study_name: str) -> int | None:
     return int(found[0][0]) if found else None
 
 
-def running_heartbeats(store: Store, study_name: str) -> tuple[datetime.datetime, dict[int, datetime.datetime]]:
-    """The database's clock, and the last heartbeat of each RUNNING trial of the study that has one.
-
-    The clock is read the way Optuna stamps heartbeats (`now()`, without its time zone), so hosts
-    with skewed clocks agree.
-    """
-    now = database_now(store)
+def running_heartbeats(store: Store, study_name: str) -> dict[int, datetime.datetime]:
+    """The last heartbeat of each RUNNING trial of the study that has one, by the database's clock
+    (`database_now`), so hosts with skewed clocks agree."""
     query = sqlalchemy.text(
         "SELECT t.trial_id, h.heartbeat FROM trials t JOIN studies s ON s.study_id = t.study_id "
         "JOIN trial_heartbeats h ON h.trial_id = t.trial_id WHERE s.study_name = :name AND t.state = 'RUNNING'"
     ).columns(trial_id=sqlalchemy.Integer, heartbeat=sqlalchemy.DateTime)
-    return now, {trial_id: beat for trial_id, beat in store.rows(query, name=study_name)}
+    return {trial_id: beat for trial_id, beat in store.rows(query, name=study_name)}
 
 
 _OF_STUDY = "FROM trials t JOIN studies s ON s.study_id = t.study_id WHERE s.study_name = :name"

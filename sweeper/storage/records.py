@@ -63,6 +63,22 @@ class ReapRecord:
 
 
 @dataclass(frozen=True)
+class ReapTurn:
+    """A worker's word that it is about to look (the database's clock): the others coming due at
+    the same moment leave the look to it rather than all queueing for the study lock to make it."""
+
+    by: str
+    at: datetime.datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"by": self.by, "at": self.at.isoformat()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReapTurn:
+        return cls(by=data["by"], at=datetime.datetime.fromisoformat(data["at"]))
+
+
+@dataclass(frozen=True)
 class StudyRecord:
     """A study's own attributes: what created it and what the fleet decided once for everyone."""
 
@@ -83,6 +99,8 @@ class StudyRecord:
     """Trials whose kept model fell out of the best `keep_top` (a finished trial cannot be written to)."""
     last_reap: ReapRecord | None = None
     """The fleet's last look for dead workers' trials (`sweeper.fleet.reaping`)."""
+    reap_turn: ReapTurn | None = None
+    """The worker about to make the next look."""
 
     @classmethod
     def from_study(cls, study: optuna.Study) -> StudyRecord:
@@ -109,6 +127,7 @@ class StudyRecord:
             confirm_trials=attrs.get("confirm_trials"),
             models_removed=frozenset(attrs.get("models_removed", ())),
             last_reap=ReapRecord.from_json(attrs["last_reap"]) if attrs.get("last_reap") else None,
+            reap_turn=ReapTurn.from_json(attrs["reap_turn"]) if attrs.get("reap_turn") else None,
         )
 
     @classmethod
@@ -131,6 +150,7 @@ class StudyRecord:
             "confirm_trials": self.confirm_trials,
             "models_removed": sorted(self.models_removed) or None,
             "last_reap": self.last_reap.to_json() if self.last_reap else None,
+            "reap_turn": self.reap_turn.to_json() if self.reap_turn else None,
         }
         attrs.update({key: value for key, value in optional.items() if value is not None})
         return attrs

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from optuna.trial import TrialState
 
 from sweeper.storage import connect, optuna_internals, records
 
@@ -64,8 +65,32 @@ def test_the_raw_queries_read_optunas_tables(tmp_path: Path) -> None:
             store.storage.record_heartbeat(optuna_internals.trial_id(beating))
         tables = "Optuna's trials, studies or trial_heartbeats tables changed"
         assert optuna_internals.abandoned_claim(store, "q") == optuna_internals.trial_id(silent), tables
-        now, beats = optuna_internals.running_heartbeats(store, "q")
+        now, beats = optuna_internals.database_now(store), optuna_internals.running_heartbeats(store, "q")
         assert list(beats) == [optuna_internals.trial_id(beating)], tables
         assert abs(now - beats[optuna_internals.trial_id(beating)]) < datetime.timedelta(minutes=1), tables
+        choices = optuna.distributions.CategoricalDistribution([True, False])
+        beating.suggest_categorical("batchnorm", [True, False])
+        study.tell(beating, 0.5)
+        study.enqueue_trial({"batchnorm": False})
+        study.enqueue_trial({"batchnorm": True}, user_attrs={"phase": "confirm"})
+        counted = "Optuna's trials, trial_params, trial_user_attributes or trial_system_attributes tables changed"
+        assert optuna_internals.trial_counts(store, "q") == {
+            TrialState.COMPLETE: 1,
+            TrialState.RUNNING: 1,
+            TrialState.WAITING: 2,
+        }, counted
+        assert len(optuna_internals.waiting_trial_ids(store, "q")) == 2, counted
+        for value, expected in ((True, 1), (False, 1)):  # the drawn one, the queued one; not the confirmation run
+            found = optuna_internals.count_with_param(
+                store,
+                "q",
+                "batchnorm",
+                choices,
+                value,
+                list(TrialState),
+                except_user_attr=("phase", "confirm"),
+                up_to=9,
+            )
+            assert found == expected, counted
     finally:
         store.close()
