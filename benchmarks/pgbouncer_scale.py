@@ -114,6 +114,13 @@ def _worker_process(
     ready.put(("holds", holds.held))
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine so far, from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -169,12 +176,14 @@ def _run(
                 started += 1
         peak = server_connections(admin, database)
         go_time = datetime.datetime.now()
+        cpu_before = _cpu_times()
         go.set()
         while any(p.is_alive() for p in processes):
             peak = max(peak, server_connections(admin, database))
             time.sleep(0.2)
         for process in processes:
             process.join()
+        busy, total = (after - before for after, before in zip(_cpu_times(), cpu_before, strict=True))
         while True:
             try:
                 kind, detail = ready.get_nowait()
@@ -228,6 +237,7 @@ def _run(
         "lock claims/s": claims_per_s,
         "ceiling at 210-s trials": claims_per_s * GPU_TRIAL_SECONDS,
         "efficiency": ideal / span if finished else 0.0,
+        "machine CPU busy": busy / total if total else float("nan"),
         "errors": len(errors),
         "first error": errors[0] if errors else "",
     }

@@ -69,7 +69,7 @@ class PgBouncer:
             f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
             f"auth_type = scram-sha-256\nauth_file = {workdir / 'userlist.txt'}\n"
             f"pool_mode = transaction\ndefault_pool_size = {pool_size}\nmax_db_connections = {pool_size}\n"
-            "max_client_conn = 2000\nreserve_pool_size = 0\n"
+            "max_client_conn = 4000\nreserve_pool_size = 0\n"
             f"logfile = {workdir / 'pgbouncer.log'}\npidfile = {workdir / 'pgbouncer.pid'}\n"
         )
         self._process: subprocess.Popen | None = None

@@ -122,12 +122,16 @@ def connect(
     heartbeat_seconds: int | None = None,
     stale_after_seconds: int | None = None,
     max_retries: int | None = None,
-    pool_size: int = 2,
+    pool_size: int = 3,
     patience_seconds: float | None = None,
     stop: threading.Event | None = None,
     create: bool = True,
 ) -> Store:
     """Open the storage, creating Optuna's tables once even when many workers start together.
+
+    A worker's pool has a connection for each of its threads that reads or writes outside the
+    lock (its loop, its heartbeat, its reaper): with fewer, a beat waited for a connection behind
+    the other two, each queued at a busy pooler, and lapsed while its worker lived.
 
     A server that is down or full is retried with backoff for `patience_seconds` (default
     `$SWEEPER_CONNECT_TIMEOUT`); a wrong password or a missing database fails at once. With

@@ -203,3 +203,26 @@ def test_a_trial_seen_stale_by_a_reaper_that_died_is_reaped_by_another(tmp_path:
         assert trial.user_attrs["fail_reason"].startswith("reaped by second: ")
     finally:
         store.close()
+
+
+def test_a_beat_that_waits_over_twice_its_interval_holds_the_reaping_back(pg_url: str, tmp_path: Path) -> None:
+    """A storage (or a pooler's queue) slow enough to hold this worker's beat back holds everyone's
+    back: 512 workers through a pool of 10 on 2 cores had live trials reaped. The worker whose beat
+    waited counts it as the storage not answering, and looks again only a stale limit later."""
+    store, study, spec = _open(pg_url, tmp_path)
+    reach = Reach()
+    trial = fleet.claim(store, study, spec, "slow").trial
+    assert trial is not None
+    beat = Heartbeat(store.storage, 1, reach)
+    beat.start()
+    beat.hold(trial._trial_id)
+    try:
+        time.sleep(STALE + 1)
+        assert reach.steady_for(STALE), "quick beats: the storage answers"
+        with _beats_held(pg_url, trial._trial_id):
+            time.sleep(3)  # the next beat waits for the row, then lands
+        time.sleep(1)
+        assert not reach.steady_for(STALE)
+    finally:
+        beat.stop()
+        store.close()
