@@ -38,7 +38,8 @@ class Reaper:
     A slow storage is not a dead worker: a held SQLite write lock, a busy PostgreSQL or an outage
     delays every live worker's beat. So a trial is reaped only when two looks, a whole stale limit
     apart, find the same heartbeat, older than the stale limit, and the storage answered the
-    reaping worker all the while; a beat landing between the looks clears it. A worker looks only
+    reaping worker all the while, promptly (a beat of its own held back past twice its interval
+    counts as no answer); a beat landing between the looks clears it. A worker looks only
     once the storage has answered it for a whole stale limit, and a look cut short by an outage is
     asked for again: its retry never acts on what came before the outage. Looks follow one another
     every half stale limit or a little more (whichever worker makes them), so a dead worker's trial
