@@ -131,10 +131,12 @@ class Progress:
     budget: int
     waiting: int
     """Queued trials (baselines, group assignments, retries, confirmation runs) not yet claimed."""
+    confirmation_pending: bool = False
+    """Confirmation runs are asked for and not yet queued: when the search is done, they come next."""
 
     @property
     def done(self) -> bool:
-        return self.finished >= self.budget
+        return self.finished >= self.budget and not self.confirmation_pending
 
     @property
     def full(self) -> bool:
@@ -142,13 +144,20 @@ class Progress:
 
 
 def progress(store: Store, study: optuna.Study, spec: StudySpec) -> Progress:
-    """Finished, running and queued trials against the whole budget, counted in the database."""
+    """Finished, running and queued trials against the whole budget, counted in the database.
+
+    The study's record is read before the counts: its budget then never lags them (the counts
+    only grow), so a worker reading while another queues the confirmation runs cannot take the
+    search's end for the study's.
+    """
+    record = StudyRecord.from_study(study)
     counts = optuna_internals.trial_counts(store, spec.name)
     return Progress(
         finished=sum(counts[state] for state in FINISHED_STATES),
         running=counts[TrialState.RUNNING],
-        budget=confirmation.total_budget(study, spec),
+        budget=confirmation.total_budget(record, spec),
         waiting=counts[TrialState.WAITING],
+        confirmation_pending=confirmation.pending(record, spec),
     )
 
 
@@ -189,7 +198,7 @@ def claim(store: Store, study: optuna.Study, spec: StudySpec, name: str) -> Clai
             log.info("%s: took over trial %d, whose claim was cut short", name, trial.number)
         else:
             now = progress(store, study, spec)
-            if now.done and confirmation.pending(study, spec):
+            if now.confirmation_pending and now.finished >= now.budget:
                 queued = confirmation.enqueue(study, spec)
                 log.info("%s: search budget met; %d confirmation trial(s) queued", name, queued)
                 now = progress(store, study, spec)
@@ -210,7 +219,7 @@ def _settled(store: Store, study: optuna.Study, spec: StudySpec) -> Claim | None
     for it (at a study's end every worker asks again each poll, more often than claims come).
     A claim cut short to take over, or confirmation to queue, needs the lock."""
     now = progress(store, study, spec)
-    if not now.full or (now.done and confirmation.pending(study, spec)):
+    if not now.full or now.confirmation_pending:
         return None
     if optuna_internals.abandoned_claim(store, spec.name) is not None:
         return None

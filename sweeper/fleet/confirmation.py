@@ -19,14 +19,14 @@ from sweeper.storage.studies import value_of
 from sweeper.studyfile import StudySpec
 
 
-def total_budget(study: optuna.Study, spec: StudySpec) -> int:
-    """The search budget plus the confirmation trials once they are queued (no read without confirmation)."""
-    return spec.study.budget + ((StudyRecord.from_study(study).confirm_trials or 0) if spec.confirm.seeds else 0)
+def total_budget(record: StudyRecord, spec: StudySpec) -> int:
+    """The search budget plus the confirmation trials once they are queued."""
+    return spec.study.budget + ((record.confirm_trials or 0) if spec.confirm.seeds else 0)
 
 
-def pending(study: optuna.Study, spec: StudySpec) -> bool:
+def pending(record: StudyRecord, spec: StudySpec) -> bool:
     """Confirmation is asked for and not yet queued."""
-    return spec.confirm.seeds > 0 and StudyRecord.from_study(study).confirm_trials is None
+    return spec.confirm.seeds > 0 and record.confirm_trials is None
 
 
 def chosen(trials: list[FrozenTrial], top: int, by: str) -> list[FrozenTrial]:

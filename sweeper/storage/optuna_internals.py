@@ -123,12 +123,12 @@ def count_with_param(
         "WHERE u.trial_id = t.trial_id AND u.key = :key AND u.value_json = :excluded)"
     )
     drawn = sqlalchemy.text(
-        "SELECT count(*) FROM (SELECT 1 FROM trials t JOIN studies s ON s.study_id = t.study_id "
+        "SELECT count(*) FROM (SELECT 1 FROM trials t JOIN studies s ON s.study_id = t.study_id "  # nosec B608 # fixed clauses; values bound
         "JOIN trial_params p ON p.trial_id = t.trial_id AND p.param_name = :param AND p.param_value = :internal "
         f"AND p.distribution_json = :distribution WHERE {counted} LIMIT :up_to) AS found"
     ).bindparams(sqlalchemy.bindparam("states", expanding=True))
     queued = sqlalchemy.text(
-        "SELECT a.value_json FROM trials t JOIN studies s ON s.study_id = t.study_id "
+        "SELECT a.value_json FROM trials t JOIN studies s ON s.study_id = t.study_id "  # nosec B608 # fixed clauses; values bound
         f"JOIN trial_system_attributes a ON a.trial_id = t.trial_id AND a.key = 'fixed_params' WHERE {counted} "
         "AND NOT EXISTS (SELECT 1 FROM trial_params p WHERE p.trial_id = t.trial_id AND p.param_name = :param)"
     ).bindparams(sqlalchemy.bindparam("states", expanding=True))
