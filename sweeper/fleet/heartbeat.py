@@ -18,7 +18,7 @@ import time
 
 import optuna
 
-from sweeper.storage import urls
+from sweeper.storage import retry
 
 log = logging.getLogger("sweeper.heartbeat")
 
@@ -83,7 +83,7 @@ class Heartbeat:
                 log.debug(
                     "heartbeat for trial id %d not written: %s",
                     trial_id,
-                    (urls.redact(str(exc)).splitlines() or [type(exc).__name__])[0],
+                    retry.describe(exc),
                 )
                 continue
             took = time.monotonic() - asked
