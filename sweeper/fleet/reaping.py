@@ -31,6 +31,9 @@ from sweeper.studyfile import StudySpec
 
 log = logging.getLogger("sweeper.fleet")
 
+LAG_MARGIN = 2.0
+"""A silent trial is reaped only once its silence is over twice the lag live beats were lately seen to have."""
+
 
 class Reaper:
     """Fails (and queues again) the trials of workers that stopped beating.
@@ -44,6 +47,10 @@ class Reaper:
     asked for again: its retry never acts on what came before the outage. Looks follow one another
     every half stale limit or a little more (whichever worker makes them), so a dead worker's trial
     is reaped about two to two and a half stale limits after its last beat.
+
+    A fleet whose live beats lag (a pooler's queue, saturated CPUs) shows it: the reaper reaps a
+    trial only once its silence is over `LAG_MARGIN` times the lag live workers' beats were lately
+    seen to have (`fleet_lag`), so a dead worker's trial then waits longer, and no live one is reaped.
     """
 
     def __init__(self, store: Store, study: optuna.Study, spec: StudySpec, reach: Reach, name: str) -> None:
@@ -97,27 +104,44 @@ class Reaper:
         return True
 
     def _look(self, record: StudyRecord, now: datetime.datetime) -> None:
-        stale = self._spec.fleet.stale_after_seconds
+        fleet = self._spec.fleet
+        stale = fleet.stale_after_seconds
         seen_before = record.last_reap.stale if record.last_reap else {}
         beats = optuna_internals.running_heartbeats(self._store, self._spec.name)
+        lag = fleet_lag(record.last_reap, beats, now, stale)
+        limit = max(float(stale), LAG_MARGIN * lag)
+        if limit > stale:
+            log.info(
+                "%s: live workers' beats lag up to %.0fs: a trial is reaped only after %.0fs of silence",
+                self._name,
+                lag,
+                limit,
+            )
         seen: dict[int, tuple[datetime.datetime, datetime.datetime]] = {}
         for trial_id, beat in beats.items():
-            if (now - beat).total_seconds() <= stale:
+            silent = (now - beat).total_seconds()
+            if silent <= stale:
                 continue
             first = seen_before.get(trial_id)
             watched = (now - first[1]).total_seconds() if first else 0.0
             if first is None or first[0] != beat or not self._reach.steady_for(watched):
                 seen[trial_id] = (beat, now)
-            elif watched >= stale:
-                self._fail(trial_id, (now - beat).total_seconds())
+            elif watched >= stale and silent > limit:
+                self._fail(trial_id, silent, lag)
             else:
                 seen[trial_id] = first
-        StudyRecord(self._spec.name, last_reap=ReapRecord(self._name, now, seen)).write(self._study, "last_reap")
+        late = {
+            trial_id: beat for trial_id, beat in beats.items() if (now - beat).total_seconds() > fleet.heartbeat_seconds
+        }
+        StudyRecord(self._spec.name, last_reap=ReapRecord(self._name, now, seen, late, lag)).write(
+            self._study, "last_reap"
+        )
         self._next = time.monotonic() + self._period
 
-    def _fail(self, trial_id: int, silent_for: float) -> None:
+    def _fail(self, trial_id: int, silent_for: float, lag: float) -> None:
         rdb = self._store.storage
-        reason = f"reaped by {self._name}: no heartbeat for {silent_for:.0f}s (stale after {self._spec.fleet.stale_after_seconds}s)"
+        reason = f"reaped by {self._name}: no heartbeat for {silent_for:.0f}s (stale after {self._spec.fleet.stale_after_seconds}s"
+        reason += f"; live beats lagged up to {lag:.0f}s)" if lag else ")"
         try:
             TrialRecord(fail_reason=reason).write_by_id(rdb, trial_id)
             if not rdb.set_trial_state_values(trial_id, state=TrialState.FAIL):
@@ -145,3 +169,26 @@ class Reaper:
     def _run(self) -> None:
         while not self._stop.wait(min(1.0, self._period / 4)):
             self.turn()
+
+
+def fleet_lag(
+    last: ReapRecord | None, beats: dict[int, datetime.datetime], now: datetime.datetime, stale_after: float
+) -> float:
+    """How long a live worker's beat can lag now, in seconds, as the fleet has shown it.
+
+    A beat that was late at the last look and has been followed by another since belonged to a
+    live worker: the age it had then is a lag live beats can have (a pooler's queue behind
+    hundreds of workers, CPUs saturated by their samplers: 512 workers on 2 cores held live beats
+    back 85-207 s, and a reaper holding no trial has no beat of its own to notice it by). A dead
+    worker never beats again, so it never adds to the lag. A lag no look proves again halves every
+    stale limit or every lag, whichever is longer (a beat held back that long proves it no sooner),
+    so a fleet that calms down reaps at the stale limit again.
+    """
+    if last is None:
+        return 0.0
+    proven = max(
+        ((last.at - old).total_seconds() for trial_id, old in last.late.items() if beats.get(trial_id, old) > old),
+        default=0.0,
+    )
+    remembered = last.lag * 0.5 ** ((now - last.at).total_seconds() / max(stale_after, last.lag))
+    return max(proven, remembered)

@@ -43,6 +43,11 @@ class ReapRecord:
     at: datetime.datetime
     stale: dict[int, tuple[datetime.datetime, datetime.datetime]] = field(default_factory=dict)
     """Trial id -> (its stale heartbeat, when a look first saw that heartbeat stale)."""
+    late: dict[int, datetime.datetime] = field(default_factory=dict)
+    """Trial id -> its heartbeat, for every running trial whose beat was older than one beat
+    interval: those that beat again by the next look prove how long a live worker's beat can lag."""
+    lag: float = 0.0
+    """The longest a live worker's beat was seen to lag lately, in seconds (see `reaping`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +56,8 @@ class ReapRecord:
             "stale": {
                 str(trial_id): [beat.isoformat(), seen.isoformat()] for trial_id, (beat, seen) in self.stale.items()
             },
+            "late": {str(trial_id): beat.isoformat() for trial_id, beat in self.late.items()},
+            "lag": self.lag,
         }
 
     @classmethod
@@ -59,7 +66,14 @@ class ReapRecord:
             int(trial_id): (datetime.datetime.fromisoformat(beat), datetime.datetime.fromisoformat(seen))
             for trial_id, (beat, seen) in data.get("stale", {}).items()
         }
-        return cls(by=data["by"], at=datetime.datetime.fromisoformat(data["at"]), stale=stale)
+        late = {int(trial_id): datetime.datetime.fromisoformat(beat) for trial_id, beat in data.get("late", {}).items()}
+        return cls(
+            by=data["by"],
+            at=datetime.datetime.fromisoformat(data["at"]),
+            stale=stale,
+            late=late,
+            lag=data.get("lag", 0.0),
+        )
 
 
 @dataclass(frozen=True)

@@ -226,3 +226,50 @@ def test_a_beat_that_waits_over_twice_its_interval_holds_the_reaping_back(pg_url
     finally:
         beat.stop()
         store.close()
+
+
+def test_a_fleet_whose_live_beats_lag_more_and_more_loses_no_live_trial_and_still_reaps_the_dead(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """512 workers on 2 cores held live beats back 85-207 s, and the reaper, holding no trial and
+    so with no beat of its own to time, reaped them. Here six live workers' beats are held back
+    longer and longer (5 s to over three stale limits, their rows locked the way a queue of
+    writers locks them), as a fleet saturating its machine does, while a seventh worker is dead:
+    the reaper goes by the lag the live beats show, reaps none of them, and still reaps the dead."""
+    spec = studyfile.load(study_file(tmp_path, study={"name": "lagging", "budget": 10}, baselines=[]))
+    victims = storage.connect(pg_url, heartbeat_seconds=1, stale_after_seconds=STALE, max_retries=1, pool_size=8)
+    other = storage.connect(pg_url, heartbeat_seconds=1, stale_after_seconds=STALE, max_retries=1)
+    study = fleet.open_study(victims, spec)
+    live = [_claimed_and_beating(victims, study, spec) for _ in range(6)]
+    dead, dead_beat = _claimed_and_beating(victims, study, spec)
+    dead_beat.stop()
+    stop = threading.Event()
+
+    def lag_more_and_more(index: int, trial_id: int) -> None:
+        """Three holds, each 3 s longer than the last; the six workers' holds overlap, in turn."""
+        stop.wait(index)
+        for hold in (5 + 0.5 * index, 8 + 0.5 * index, 11 + 0.5 * index):
+            with _beats_held(pg_url, trial_id):
+                if stop.wait(hold):
+                    return
+            stop.wait(1.5)  # a fresh beat lands
+
+    holders = [threading.Thread(target=lag_more_and_more, args=(n, trial_id)) for n, (trial_id, _) in enumerate(live)]
+    for holder in holders:
+        holder.start()
+    try:
+        _look_until(fleet.Reaper(other, study, spec, Reach(), "other"), 45)
+        for trial_id, _ in live:
+            trial = victims.storage.get_trial(trial_id)
+            assert trial.state == TrialState.RUNNING, trial.user_attrs.get("fail_reason")
+        reaped = victims.storage.get_trial(dead)
+        assert reaped.state == TrialState.FAIL
+        assert "live beats lagged up to" in reaped.user_attrs["fail_reason"]
+    finally:
+        stop.set()
+        for holder in holders:
+            holder.join()
+        for _, beat in live:
+            beat.stop()
+        victims.close()
+        other.close()
