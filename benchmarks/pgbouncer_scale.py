@@ -93,11 +93,12 @@ def _worker_thread(url: str, spec: StudySpec, name: str, epoch_seconds: float, r
 
 
 def _worker_process(
-    url: str, spec_json: dict, first: int, count: int, epoch_seconds: float, ready: Any, go: Any
+    url: str, spec_json: dict, first: int, count: int, epoch_seconds: float, direct: bool, ready: Any, go: Any
 ) -> None:
     import benchmarks.common  # noqa: F401  (quiet Optuna in this spawned process too)
 
-    os.environ["SWEEPER_CONNECT_TIMEOUT"] = "20"  # the direct side at 128 workers: fail, don't wait forever
+    if direct:  # at 128 workers most are refused: fail, don't wait forever
+        os.environ["SWEEPER_CONNECT_TIMEOUT"] = "20"
     spec = StudySpec.model_validate(spec_json)
     holds = LockHolds()
     lock_log = logging.getLogger("sweeper.storage")
@@ -158,7 +159,8 @@ def _run(
         for first in range(0, workers, per_process):
             count = min(per_process, workers - first)
             process = context.Process(
-                target=_worker_process, args=(url, spec.model_dump(mode="json"), first, count, epoch_seconds, ready, go)
+                target=_worker_process,
+                args=(url, spec.model_dump(mode="json"), first, count, epoch_seconds, side == "direct", ready, go),
             )
             process.start()
             processes.append(process)

@@ -44,10 +44,14 @@ def own_database(admin_url: str, user: str, password: str) -> None:
 
 
 def server_connections(admin: sqlalchemy.Engine, database: str) -> int:
-    """PostgreSQL's server connections to `database`, the asking one left out."""
+    """PostgreSQL's client connections to `database`, the asking one left out (an autovacuum
+    worker on the database is a backend too, but no client's)."""
     with admin.connect() as connection:
         return connection.execute(
-            sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"),
+            sqlalchemy.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'"
+            ),
             {"db": database},
         ).scalar_one()
 
