@@ -45,7 +45,7 @@ from benchmarks.worker_scaling import SleepingChild
 from sweeper import storage, studyfile
 from sweeper.fleet import open_study
 from sweeper.fleet.worker import Worker
-from sweeper.storage import urls
+from sweeper.storage import retry, urls
 from sweeper.storage.records import TrialRecord
 from sweeper.studyfile import Confirm, StudySpec
 from tests.pgbouncer import PgBouncer, own_database, server_connections
@@ -82,7 +82,9 @@ def _worker_thread(url: str, spec: StudySpec, name: str, epoch_seconds: float, r
         ready.put(("error", f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"))
         return
     try:
-        study = open_study(store, spec)
+        study = retry.retrying(
+            lambda: open_study(store, spec), "opening the study", url=url
+        )  # as `sweeper worker` does
         ready.put(("ready", name))
         go.wait()
         Worker(spec, store, study, Path("."), name=name, child=SleepingChild(epoch_seconds)).run()
