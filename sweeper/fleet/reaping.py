@@ -118,8 +118,11 @@ class Reaper:
                 limit,
             )
         seen: dict[int, tuple[datetime.datetime, datetime.datetime]] = {}
+        late: dict[int, datetime.datetime] = {}
         for trial_id, beat in beats.items():
             silent = (now - beat).total_seconds()
+            if silent > fleet.heartbeat_seconds:
+                late[trial_id] = beat
             if silent <= stale:
                 continue
             first = seen_before.get(trial_id)
@@ -130,9 +133,6 @@ class Reaper:
                 self._fail(trial_id, silent, lag)
             else:
                 seen[trial_id] = first
-        late = {
-            trial_id: beat for trial_id, beat in beats.items() if (now - beat).total_seconds() > fleet.heartbeat_seconds
-        }
         StudyRecord(self._spec.name, last_reap=ReapRecord(self._name, now, seen, late, lag)).write(
             self._study, "last_reap"
         )
