@@ -31,9 +31,16 @@ from tests.conftest import study_file
 STALE = 4  # seconds; beats every second, as the smoke study
 
 
+def _connect(url: str, pool_size: int = 3) -> Store:
+    """A worker's storage as the smoke study opens it: a beat a second, stale after STALE."""
+    return storage.connect(
+        urls.resolve_url(url), heartbeat_seconds=1, stale_after_seconds=STALE, max_retries=1, pool_size=pool_size
+    )
+
+
 def _open(url: str, tmp_path: Path) -> tuple[Store, optuna.Study, studyfile.StudySpec]:
     spec = studyfile.load(study_file(tmp_path, study={"name": "reaped", "budget": 4}, baselines=[]))
-    store = storage.connect(urls.resolve_url(url), heartbeat_seconds=1, stale_after_seconds=STALE, max_retries=1)
+    store = _connect(url)
     return store, fleet.open_study(store, spec), spec
 
 
@@ -61,7 +68,7 @@ class _Pair:
 @contextlib.contextmanager
 def _victim_and_other(url: str, tmp_path: Path) -> Iterator[_Pair]:
     victim, study, spec = _open(url, tmp_path)
-    other = storage.connect(urls.resolve_url(url), heartbeat_seconds=1, stale_after_seconds=STALE, max_retries=1)
+    other = _connect(url)
     reach = Reach()
     trial_id, beat = _claimed_and_beating(victim, study, spec)
     try:
@@ -237,8 +244,8 @@ def test_a_fleet_whose_live_beats_lag_more_and_more_loses_no_live_trial_and_stil
     writers locks them), as a fleet saturating its machine does, while a seventh worker is dead:
     the reaper goes by the lag the live beats show, reaps none of them, and still reaps the dead."""
     spec = studyfile.load(study_file(tmp_path, study={"name": "lagging", "budget": 10}, baselines=[]))
-    victims = storage.connect(pg_url, heartbeat_seconds=1, stale_after_seconds=STALE, max_retries=1, pool_size=8)
-    other = storage.connect(pg_url, heartbeat_seconds=1, stale_after_seconds=STALE, max_retries=1)
+    victims = _connect(pg_url, pool_size=8)  # seven trials' heartbeat threads
+    other = _connect(pg_url)
     study = fleet.open_study(victims, spec)
     live = [_claimed_and_beating(victims, study, spec) for _ in range(6)]
     dead, dead_beat = _claimed_and_beating(victims, study, spec)
