@@ -52,7 +52,7 @@ def child_env(backend: str, gpu_index: int | None, workers_per_gpu: int) -> dict
     TensorFlow grows its memory as needed, JAX does not preallocate and is capped at its share,
     and PyTorch's caching allocator already takes memory only as tensors need it.
     """
-    env = {"KERAS_BACKEND": backend, **compilation_cache_env(backend)}
+    env = {"KERAS_BACKEND": backend, DATA_ON_DEVICE_ENV: data_on_device_setting(), **compilation_cache_env(backend)}
     if gpu_index is None:
         env["CUDA_VISIBLE_DEVICES"] = "-1"
         if backend == "jax":
@@ -93,6 +93,20 @@ def compilation_cache_env(backend: str) -> dict[str, str]:
         return {"JAX_COMPILATION_CACHE_DIR": folder, "JAX_COMPILATION_CACHE_MAX_SIZE": str(int(megabytes) * 2**20)}
     flags = os.environ.get("TF_XLA_FLAGS", "")
     return {"TF_XLA_FLAGS": f"{flags} --tf_xla_persistent_cache_directory={folder}".strip()}
+
+
+DATA_ON_DEVICE_ENV = "SWEEPER_DATA_ON_DEVICE"
+
+
+def data_on_device_setting() -> str:
+    """`$SWEEPER_DATA_ON_DEVICE`: `auto` (the default), `1` or `0` (`device_data` says what each means).
+
+    Read by the worker before it starts a child, so a typo stops the worker, not every trial.
+    """
+    setting = os.environ.get(DATA_ON_DEVICE_ENV, "auto").strip().lower()
+    if setting not in ("auto", "0", "1"):
+        raise SweeperError(f"{DATA_ON_DEVICE_ENV} must be auto, 1 or 0, not {setting!r}", 2)
+    return setting
 
 
 def describe_device() -> dict[str, Any]:

@@ -4,7 +4,8 @@ Runs in its own process (`trainer_process` starts it) and never touches the data
 after every epoch it sends the metrics up the pipe and waits for the worker's reply. The
 tutorial's CNN is compiled once per architecture in a child and re-initialized in place for each
 later trial (`model.reinitialize`); each trial records how many times the backend compiled
-(`compilations`, where the backend reports it) and whether the compiled model was reused.
+(`compilations`, where the backend reports it) and whether the compiled model was reused. On an
+accelerator the data is copied to the device once per child (`device_data`), not batch by batch.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import keras
 
-from sweeper.training import backends
+from sweeper.training import backends, device_data
 from sweeper.training import model as tutorial
 from sweeper.training.prepared import Dataset, open_prepared
 from sweeper.training.protocol import Done, Epoch, Failed, Job, Reply, Train, canonical_metrics
@@ -58,7 +59,9 @@ _COMPILED: dict[tuple, keras.Model] = {}
 """This child's compiled tutorial CNNs, by architecture and compile settings."""
 
 
-def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connection) -> dict[str, Any]:
+def train(
+    job: Job, dataset: Dataset, conn: multiprocessing.connection.Connection, resident: device_data.Resident | None
+) -> dict[str, Any]:
     backends.check_gpu_seen(backends.describe_device()["device"], keras.backend.backend())
     keras.utils.set_random_seed(job.seed)
     keras.mixed_precision.set_global_policy("mixed_float16" if job.mixed_precision else "float32")
@@ -68,15 +71,13 @@ def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connectio
     if job.run_eagerly:  # else the model keeps what its builder compiled it with
         model.run_eagerly = True
     reporter = EpochReporter(conn)
-    model.fit(
-        dataset.x_train,
-        dataset.y_train,
-        batch_size=job.batch_size,
-        epochs=job.epochs,
-        validation_data=(dataset.x_val, dataset.y_val),
-        callbacks=[reporter],
-        verbose=0,
-    )
+    if resident is None:
+        inputs: dict[str, Any] = {"x": dataset.x_train, "y": dataset.y_train, "batch_size": job.batch_size,
+                                  "validation_data": (dataset.x_val, dataset.y_val)}  # fmt: skip
+    else:  # the batches shuffle themselves, in the order the host arrays' would
+        inputs = {"x": resident.training(job.batch_size), "shuffle": False,
+                  "validation_data": resident.validation(job.batch_size)}  # fmt: skip
+    model.fit(**inputs, epochs=job.epochs, callbacks=[reporter], verbose=0)
     if job.model_path and not reporter.stopped and reporter.best_weights is not None:
         model.set_weights(reporter.best_weights)
         (model if job.builder is not None else tutorial.plain_twin(model, job.params)).save(job.model_path)
@@ -85,6 +86,7 @@ def train(job: Job, dataset: Dataset, conn: multiprocessing.connection.Connectio
         **backends.describe_device(),
         "mixed_precision": job.mixed_precision,
         "run_eagerly": model.run_eagerly,
+        "data_on_device": resident is not None,
         "train_images": len(dataset.x_train),
         "val_images": len(dataset.x_val),
         "train_seconds": reporter.seconds,
@@ -136,11 +138,14 @@ def serve(conn: multiprocessing.connection.Connection, data_folder: Path) -> Non
     """Train the jobs sent down `conn` until told to exit; report any failure as text."""
     try:
         dataset = open_prepared(data_folder)
+        resident = None
+        if device_data.wanted(keras.backend.backend(), backends.describe_device()["device"]):
+            resident = device_data.Resident.copy(dataset)
         while True:
             command = conn.recv()
             if not isinstance(command, Train):
                 return  # Reply.EXIT
-            conn.send(Done(train(command.job, dataset, conn)))
+            conn.send(Done(train(command.job, dataset, conn, resident)))
             keras.backend.clear_session()
             gc.collect()
     except (EOFError, BrokenPipeError):

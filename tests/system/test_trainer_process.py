@@ -102,3 +102,29 @@ def test_a_new_child_on_the_host_loads_what_another_compiled_from_the_shared_cac
 
     assert any((tmp_path / "compiled").iterdir()), "the first child filled the cache"
     assert compilations[1] < compilations[0] / 2, compilations
+
+
+def test_data_kept_on_the_device_trains_as_from_host_arrays_and_a_warm_trial_compiles_no_gather(
+    prepared: Path,
+) -> None:
+    # JAX on the CPU, told to keep the data on the device as it does on a GPU: each batch is gathered
+    # there in the order the host arrays' batches would have had, so the curve is the host path's;
+    # the gathers compiled in the first trial serve the next one.
+    first = Job({"dropout": 0.3, "batchnorm": False, "learning_rate": 1e-3}, 2, 32, seed=6)
+    second = Job({"dropout": 0.4, "batchnorm": False, "learning_rate": 5e-4}, 2, 32, seed=7)
+    on_device = TrainingProcess(prepared, trials_per_child=10, child_growth_mb=10_000,
+                                env={"KERAS_BACKEND": "jax", "SWEEPER_DATA_ON_DEVICE": "1"})  # fmt: skip
+    on_host = TrainingProcess(prepared, trials_per_child=10, child_growth_mb=10_000,
+                              env={"KERAS_BACKEND": "jax", "SWEEPER_DATA_ON_DEVICE": "0"})  # fmt: skip
+    try:
+        _run(on_device, first)
+        _, device_summary, device_curve = _run(on_device, second)
+        _, host_summary, host_curve = _run(on_host, second)
+    finally:
+        on_device.close()
+        on_host.close()
+
+    assert device_summary["data_on_device"] and not host_summary["data_on_device"]
+    assert device_summary["compilations"] == 0, device_summary
+    for device_epoch, host_epoch in zip(device_curve, host_curve, strict=True):
+        assert device_epoch == pytest.approx(host_epoch, rel=1e-5, abs=1e-6), (device_curve, host_curve)

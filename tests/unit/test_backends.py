@@ -35,10 +35,12 @@ def test_packed_workers_share_one_gpu_and_split_its_memory(tmp_path, monkeypatch
     assert all(env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false" for env in envs)
     assert [float(env["XLA_PYTHON_CLIENT_MEM_FRACTION"]) for env in envs] == [0.45, 0.45]
     assert slots[0].child_env("tensorflow")["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
-    assert set(slots[0].child_env("torch")) == {"KERAS_BACKEND", "CUDA_VISIBLE_DEVICES"}
+    assert set(slots[0].child_env("torch")) == {"KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "SWEEPER_DATA_ON_DEVICE"}
     monkeypatch.setenv("SWEEPER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("SWEEPER_DATA_ON_DEVICE", raising=False)
     assert gpus.GpuSlot(None).child_env("jax") == {
         "KERAS_BACKEND": "jax",
+        "SWEEPER_DATA_ON_DEVICE": "auto",
         "CUDA_VISIBLE_DEVICES": "-1",
         "JAX_PLATFORMS": "cpu",
         "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache" / "compiled"),
@@ -62,6 +64,14 @@ def test_the_compilation_cache_is_shared_per_host_bounded_and_can_be_turned_off(
         backends.compilation_cache_env("jax")
     monkeypatch.setenv("SWEEPER_COMPILE_CACHE_DIR", "off")
     assert backends.compilation_cache_env("jax") == {}
+
+
+def test_a_typo_in_where_the_data_lives_stops_the_worker_before_any_child_starts(monkeypatch) -> None:
+    monkeypatch.setenv("SWEEPER_DATA_ON_DEVICE", " 1 ")
+    assert backends.child_env("jax", None, 1)["SWEEPER_DATA_ON_DEVICE"] == "1"
+    monkeypatch.setenv("SWEEPER_DATA_ON_DEVICE", "yes")
+    with pytest.raises(SweeperError, match="SWEEPER_DATA_ON_DEVICE must be auto, 1 or 0, not 'yes'"):
+        backends.child_env("jax", None, 1)
 
 
 def test_a_child_that_holds_a_gpu_it_cannot_see_refuses_to_train_on_the_cpu(monkeypatch) -> None:
