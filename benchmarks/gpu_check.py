@@ -20,8 +20,9 @@ minus its median later epoch: compilation and set-up), split into each worker's 
 architecture and its later ones, and the gap between a worker's trials (from their recorded
 timestamps); the programs each trial compiled (JAX reports them); the sum over workers of
 their median-epoch rate (how fast they train once warm, not a throughput); GPU utilization.
-`--before-after` runs each packing twice, alternating: compiling every trial anew as sweeper 0.1
-did (`SWEEPER_COMPILE_ONCE=0`, no compilation cache), then as now.
+`--before-after` runs each packing twice, alternating: as sweeper 0.1 did, compiling every trial
+anew from data copied batch by batch (`SWEEPER_COMPILE_ONCE=0`, no compilation cache,
+`SWEEPER_DATA_ON_DEVICE=0`), then as now.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def run(
         "reference": [],
         "packings": [],
     }
-    sides = (("before", {"SWEEPER_COMPILE_ONCE": "0", "SWEEPER_COMPILE_CACHE_DIR": "off"}), ("after", {})) if (
+    as_in_0_1 = {"SWEEPER_COMPILE_ONCE": "0", "SWEEPER_COMPILE_CACHE_DIR": "off", "SWEEPER_DATA_ON_DEVICE": "0"}
+    sides = (("before", as_in_0_1), ("after", {})) if (
         before_after
     ) else (("now", {}),)  # fmt: skip
     for workers in packings:
@@ -243,6 +245,8 @@ def _measure(url: str, name: str, budget: int, wall: float, cpu: bool) -> dict[s
         ),
         "devices": devices,
         "mixed_precision": sorted({t.user_attrs.get("mixed_precision") for t in finished}),
+        "data_on_device": sorted({bool(t.user_attrs.get("data_on_device")) for t in finished}),
+        "steps_per_execution": sorted({t.user_attrs.get("steps_per_execution", 1) for t in finished}),
         "all_on_expected_device": bool(finished)
         and all((d == "cpu") if cpu else d.startswith("gpu:") for d in devices),
     }
@@ -320,7 +324,7 @@ def main() -> int:
     runner.add_argument(
         "--before-after",
         action="store_true",
-        help="each packing also compiling every trial anew (SWEEPER_COMPILE_ONCE=0), alternated",
+        help="each packing also as sweeper 0.1 trained (compiling every trial, host data), alternated",
     )
     runner.add_argument("--epochs", type=int, help="override the study file's epochs")
     runner.add_argument("--mixed-precision", action="store_true")

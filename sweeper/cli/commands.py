@@ -149,6 +149,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     backend = backends.resolve(args.backend)
     url = urls.resolve_url(args.storage)
     backends.require_installed(backend)
+    backends.steps_per_execution(spec.training.steps_per_execution, backend)  # refused now, not by every trial
     models_url = kept_models.store_url(spec.artifacts, url)
     model_store = None
     if models_url:
@@ -205,6 +206,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     backend = backends.resolve(args.backend)
     url = urls.resolve_url(args.storage)
     backends.require_installed(backend)
+    backends.steps_per_execution(spec.training.steps_per_execution, backend)  # refused now, not by every trial
     models_url = kept_models.store_url(spec.artifacts, url)
     if models_url:
         model_stores.open_store(models_url)  # one clear error, not one per worker

@@ -111,6 +111,7 @@ class TrialRunner:
         job = Job(
             params, training.epochs, training.batch_size, seed, training.jit_compile, training.mixed_precision,
             training.run_eagerly, model_path, self.spec.model.builder if self.spec.model else None, str(self.spec.folder),
+            training.steps_per_execution,
         )  # fmt: skip
         self.child.start(job)
         history: dict[str, list[float]] = defaultdict(list)

@@ -58,6 +58,17 @@ class Training(_Strict):
     run_eagerly: bool = False
     """Each step as plain Python, no compiled graph: for debugging a model (print, breakpoints), and
     the quickest for a few dozen images, where building the graph costs more than the steps."""
+    steps_per_execution: int | Literal["auto"] = "auto"
+    """Batches the tutorial's CNN trains per call into the backend: "auto" is the default measured
+    for each backend (`backends.STEPS_PER_EXECUTION`); a `[model]` builder's own `compile` decides for its model."""
+
+    @field_validator("steps_per_execution", mode="before")
+    @classmethod
+    def _whole_steps_or_auto(cls, value: object) -> object:
+        """One message for both forms, not one per member of the union."""
+        if value == "auto" or (type(value) is int and 1 <= value <= 10_000):
+            return value
+        raise ValueError(f'must be "auto" or a whole number from 1 to 10000, not {value!r}')
 
 
 class Fleet(_Strict):

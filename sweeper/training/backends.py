@@ -45,6 +45,28 @@ def require_installed(backend: str) -> None:
         )
 
 
+STEPS_PER_EXECUTION = {"jax": 1, "tensorflow": 16, "torch": 1}
+"""`[training] steps_per_execution = "auto"`, per backend, from BENCHMARKS.md §8 on a 2-core CPU:
+TensorFlow runs the steps of one execution in one graph loop, 1.03x the images/s at 16 steps
+(1.02x at 4); JAX's Keras trainer calls its compiled step once per batch whatever the setting, so
+more steps gain nothing there (0.99-1.00x); PyTorch's refuses any other value than 1."""
+
+
+def steps_per_execution(setting: int | str, backend: str) -> int:
+    """The study's `steps_per_execution` for this backend ("auto" resolved); one PyTorch cannot run is an error.
+
+    Called by the worker before any trial, and by the training child to compile with it.
+    """
+    steps = STEPS_PER_EXECUTION[backend] if setting == "auto" else int(setting)
+    if backend == "torch" and steps != 1:
+        raise SweeperError(
+            f"[training] steps_per_execution = {steps} cannot train on the torch backend, which runs one "
+            'batch per call: use "auto" or 1, or another backend',
+            2,
+        )
+    return steps
+
+
 def child_env(backend: str, gpu_index: int | None, workers_per_gpu: int) -> dict[str, str]:
     """Environment for a training child: its backend, its one GPU (or none), and GPU memory rules.
 

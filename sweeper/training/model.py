@@ -68,21 +68,29 @@ def network(dropout: float, batchnorm: bool, *, variable_rates: bool = False) ->
     return keras.Sequential(stack)
 
 
-def compile_for_training(model: keras.Model, learning_rate: float, jit_compile: bool | str = "auto") -> keras.Model:
+def compile_for_training(
+    model: keras.Model, learning_rate: float, jit_compile: bool | str = "auto", steps_per_execution: int = 1
+) -> keras.Model:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["acc"],
         jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
     )
     return model
 
 
 def build_model(
-    dropout: float, batchnorm: bool, learning_rate: float, *, jit_compile: bool | str = "auto"
+    dropout: float,
+    batchnorm: bool,
+    learning_rate: float,
+    *,
+    jit_compile: bool | str = "auto",
+    steps_per_execution: int = 1,
 ) -> keras.Model:
     """The tutorial's CNN in plain Keras layers, compiled: what the tutorial's own script builds."""
-    return compile_for_training(network(dropout, batchnorm), learning_rate, jit_compile)
+    return compile_for_training(network(dropout, batchnorm), learning_rate, jit_compile, steps_per_execution)
 
 
 def architecture(params: dict[str, Any]) -> tuple[bool, bool]:

@@ -45,6 +45,7 @@ class Job:
     """The study's `[model] builder` (`module:function`); none: the tutorial's CNN."""
     code_dir: str | None = None
     """The study file's folder, where the builder's module is looked up first."""
+    steps_per_execution: int | str = "auto"
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ def train(
         "mixed_precision": job.mixed_precision,
         "run_eagerly": model.run_eagerly,
         "data_on_device": resident is not None,
+        "steps_per_execution": model.steps_per_execution,
         "train_images": len(dataset.x_train),
         "val_images": len(dataset.x_val),
         "train_seconds": reporter.seconds,
@@ -113,13 +114,14 @@ def _model(job: Job, dataset: Dataset) -> tuple[keras.Model, bool]:
         classes = user_code.num_classes(dataset.y_train, dataset.y_val)
         return user_code.build(job.builder, Path(job.code_dir or "."), job.params, dataset.x_train, classes), False
     params = job.params
+    steps = backends.steps_per_execution(job.steps_per_execution, keras.backend.backend())
     if keras.backend.backend() == "torch" or os.environ.get("SWEEPER_COMPILE_ONCE") == "0":
-        return tutorial.build_model(**params, jit_compile=job.jit_compile), False
+        return tutorial.build_model(**params, jit_compile=job.jit_compile, steps_per_execution=steps), False
     fresh = tutorial.network(params["dropout"], params["batchnorm"], variable_rates=True)
-    key = (*tutorial.architecture(params), job.jit_compile, job.mixed_precision, job.run_eagerly)
+    key = (*tutorial.architecture(params), job.jit_compile, job.mixed_precision, job.run_eagerly, steps)
     compiled = _COMPILED.get(key)
     if compiled is None:
-        _COMPILED[key] = tutorial.compile_for_training(fresh, params["learning_rate"], job.jit_compile)
+        _COMPILED[key] = tutorial.compile_for_training(fresh, params["learning_rate"], job.jit_compile, steps)
         # Built now, as a reused model is: else `fit` would build it from a first batch of an extra
         # shuffle, and a trial's shuffles would depend on whether its child was warm.
         fresh.evaluate(dataset.x_val, dataset.y_val, batch_size=job.batch_size, verbose=0)

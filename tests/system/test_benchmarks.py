@@ -117,9 +117,19 @@ def test_gpu_check_runs_its_packed_sweeps_on_the_cpu(bench_env: dict, tmp_path: 
         assert packing["devices"] == ["cpu"] and len(packing["gpu_peak_mb_per_worker"]) == packing["workers"]
         assert packing["images_per_second_summed_warm_epochs"] > packing["images_per_second_end_to_end"] > 0
         assert packing["fixed_cost_first_trial_seconds"] is not None and packing["gap_between_trials_seconds"] >= 0
+        assert packing["data_on_device"] == [False]  # auto: not on a CPU
     before, after = written["packings"]  # the study's seeded sampler draws one architecture twice in 3 trials
     assert before["compilations_later_trials"] and min(before["compilations_later_trials"]) > 0
     assert after["compilations_later_trials"] and set(after["compilations_later_trials"]) == {0}
+
+
+def test_training_step_times_each_setting_on_jax(bench_env: dict, result) -> None:
+    _run("training_step", "--quick", "--backends", "jax", env=bench_env)
+    written = result("training_step")
+    settings = [(row["steps_per_execution"], row["data"]) for row in written["rows"]]
+    assert sorted(settings) == [(1, "device"), (1, "host"), (4, "device"), (4, "host")]
+    assert all(row["images_per_s"] > 0 and row["first_epoch_s"] > 0 for row in written["rows"])
+    assert written["summary"]["jax steps=1 data=host"]["ratio_median"] == 1
 
 
 def test_pgbouncer_scale_quick(bench_env: dict, result) -> None:

@@ -41,7 +41,7 @@ def swept(
         study={"name": "kept", "budget": 4},
         artifacts={"keep_top": 2},
         pruner={"type": "none"},
-        training={"max_train_images": 100},
+        training={"max_train_images": 100, "steps_per_execution": 2},
     )
     for url in _fresh_database(pg_server):
         result = run_sweeper("sweep", str(path), "--workers", "2", "--storage", url, env=env)
@@ -58,6 +58,7 @@ def test_the_best_keep_top_models_stay_and_export_reproduces_the_best(swept, tmp
     complete = sorted(trials(url, "kept"), key=lambda t: -t.value)
     assert [t.state for t in complete] == [TrialState.COMPLETE] * 4
     assert all(t.user_attrs["model_saved"] and t.user_attrs["run_eagerly"] is False for t in complete)  # a graph
+    assert all(t.user_attrs["steps_per_execution"] == 2 for t in complete)  # the study file's, two batches a call
     assert sorted(p.name for p in store.iterdir()) == sorted(t.user_attrs["model_artifact_id"] for t in complete[:2])
     removed = optuna.load_study(study_name="kept", storage=url).user_attrs["models_removed"]
     assert sorted(removed) == sorted(t.number for t in complete[2:])

@@ -74,6 +74,14 @@ def test_a_typo_in_where_the_data_lives_stops_the_worker_before_any_child_starts
         backends.child_env("jax", None, 1)
 
 
+def test_steps_per_execution_auto_is_the_measured_default_and_torch_refuses_more_than_one() -> None:
+    assert [backends.steps_per_execution("auto", name) for name in ("tensorflow", "jax", "torch")] == [16, 1, 1]
+    assert backends.steps_per_execution(4, "jax") == 4 and backends.steps_per_execution(1, "torch") == 1
+    with pytest.raises(SweeperError, match=r"steps_per_execution = 4 cannot train on the torch backend") as caught:
+        backends.steps_per_execution(4, "torch")
+    assert caught.value.exit_code == 2
+
+
 def test_a_child_that_holds_a_gpu_it_cannot_see_refuses_to_train_on_the_cpu(monkeypatch) -> None:
     monkeypatch.delenv("SWEEPER_GPU_COUNT", raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")

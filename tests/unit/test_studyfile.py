@@ -65,8 +65,13 @@ SMOKE_TEXT = (ROOT / "studies" / "smoke.toml").read_text()
             "poll_seconds = 1e300",
             r"\[fleet\] poll_seconds: Input should be less than or equal to 3600",
         ),
+        (
+            "batch_size = 32",
+            "batch_size = 32\nsteps_per_execution = 0",
+            r"\[training\] steps_per_execution: must be \"auto\" or a whole number from 1 to 10000, not 0$",
+        ),
     ],
-    ids=["inf-grace", "nan-threshold", "huge-budget", "stale-below-three-beats", "huge-poll"],
+    ids=["inf-grace", "nan-threshold", "huge-budget", "stale-below-three-beats", "huge-poll", "no-steps"],
 )
 def test_every_number_is_finite_and_bounded(old: str, new: str, message: str) -> None:
     assert old in SMOKE_TEXT
