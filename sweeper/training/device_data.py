@@ -1,7 +1,8 @@
 """The training data on the accelerator once per child, each batch gathered there (JAX).
 
-Given host arrays, Keras copies every batch to the device as it trains: on a GPU, 160 small
-copies an epoch for the prepared subset, each a host round trip the step waits on. Given JAX
+Given host arrays, Keras gathers every batch on the host and copies it to the device as it
+trains: on a GPU, 114 gathers and transfers an epoch for the prepared subset, started one batch
+ahead, so they hide behind a step only while the host keeps up with the packed workers. Given JAX
 arrays, its array adapter turns them back into NumPy (Keras 3.15's `convert_to_sliceable`), so
 the data cannot simply be handed over on the device. Here a child copies its dataset to the
 device once (`Resident`) and each trial reads it through `EpochBatches`, a `PyDataset` whose
