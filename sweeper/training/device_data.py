@@ -28,12 +28,14 @@ from sweeper.training.backends import data_on_device_setting
 from sweeper.training.prepared import Dataset
 
 
-def wanted(backend: str, device: str) -> bool:
-    """Whether a child of this backend, training on `device` (`backends.describe_device`'s), keeps its data there."""
+def wanted(backend: str) -> bool:
+    """Whether a child of this backend keeps its data on the device; only JAX is asked where it trains."""
     setting = data_on_device_setting()
     if backend != "jax" or setting == "0":
         return False
-    return setting == "1" or device != "cpu"
+    import jax
+
+    return setting == "1" or jax.default_backend() != "cpu"
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,7 @@ def serve(conn: multiprocessing.connection.Connection, data_folder: Path) -> Non
     try:
         dataset = open_prepared(data_folder)
         resident = None
-        if device_data.wanted(keras.backend.backend(), backends.describe_device()["device"]):
+        if device_data.wanted(keras.backend.backend()):
             resident = device_data.Resident.copy(dataset)
         while True:
             command = conn.recv()
