@@ -47,7 +47,7 @@ def _child(backend: str, steps: list[int], rounds: int, epochs: int, images: int
     from benchmarks.plain_fit import EpochTimer
     from sweeper.studyfile import Training
     from sweeper.training import data, device_data
-    from sweeper.training.model import compile_for_training, network
+    from sweeper.training.model import build_model
 
     raw = data.load_raw(data_dir(), data.default_cache_dir())
     dataset = data.prepare_arrays(raw[0], raw[1], Training(max_train_images=images))
@@ -55,18 +55,13 @@ def _child(backend: str, steps: list[int], rounds: int, epochs: int, images: int
     settings, rows = _settings(backend, steps), []
     # Untimed: a process's first model trains its first epochs slower whatever its setting (TensorFlow's
     # were twice as slow for all of them), which would flatter whichever setting a round starts with.
-    compile_for_training(network(PARAMS["dropout"], PARAMS["batchnorm"]), PARAMS["learning_rate"]).fit(
-        dataset.x_train, dataset.y_train, batch_size=BATCH, epochs=2, verbose=0
-    )
+    build_model(**PARAMS).fit(dataset.x_train, dataset.y_train, batch_size=BATCH, epochs=2, verbose=0)
     keras.backend.clear_session()
     for round_index in range(rounds):
         shift = round_index % len(settings)
         for setting in settings[shift:] + settings[:shift]:
             keras.utils.set_random_seed(round_index)
-            model = compile_for_training(
-                network(PARAMS["dropout"], PARAMS["batchnorm"]), PARAMS["learning_rate"],
-                steps_per_execution=setting["steps_per_execution"],
-            )  # fmt: skip
+            model = build_model(**PARAMS, steps_per_execution=setting["steps_per_execution"])
             if setting["data"] == "device" and resident is not None:
                 inputs: dict[str, Any] = {"x": resident.training(BATCH), "shuffle": False}
             else:
